@@ -16,6 +16,7 @@ separated, so that a correct fp32 implementation cannot flip them through roundi
 Regenerate with:  scripts/install_deps.sh --oracle && python3 tests/oracle/make_fixtures.py
 """
 import copy
+import functools
 import json
 import os
 import shutil
@@ -130,17 +131,16 @@ def attach_router_probes(model, stats):
         masked = grouped.masked_fill(~keep[..., None], float("-inf")).flatten(1)
         stats["gaps"].append(kth_gap(masked, cfg.num_experts_per_tok))
 
-    def softmax_hook(mod, _inputs, out):        # Qwen3-MoE / Mixtral gate = Linear -> logits
-        stats["gaps"].append(kth_gap(torch.softmax(out.float(), dim=-1), mod.top_k))
+    def softmax_hook(top_k, _mod, _inputs, out):  # Qwen3-MoE / Mixtral gate = Linear -> logits
+        stats["gaps"].append(kth_gap(torch.softmax(out.float(), dim=-1), top_k))
 
     handles = []
     for name, mod in model.named_modules():
         if type(mod).__name__ == "DeepseekV3TopkRouter":
             handles.append(mod.register_forward_hook(deepseek_hook))
         elif name.endswith(("mlp.gate", "block_sparse_moe.gate")) and hasattr(mod, "out_features"):
-            parent = model.get_submodule(name.rsplit(".", 1)[0])
-            mod.top_k = parent.top_k
-            handles.append(mod.register_forward_hook(softmax_hook))
+            top_k = model.get_submodule(name.rsplit(".", 1)[0]).top_k
+            handles.append(mod.register_forward_hook(functools.partial(softmax_hook, top_k)))
     return handles
 
 
@@ -197,6 +197,8 @@ def check_saved(fx, outdir, model):
     header = {}
     for f in shards:
         header.update(safetensors_header(os.path.join(outdir, f)))
+    assert set(files) - set(shards) <= {"config.json", "generation_config.json",
+                                        "model.safetensors.index.json"}, files
     if fx.get("max_shard_size"):
         assert "model.safetensors.index.json" in files and 2 <= len(shards) <= 3, files
     else:
@@ -222,6 +224,23 @@ def check_saved(fx, outdir, model):
     return sorted(header)
 
 
+@torch.no_grad()
+def verify_reload(outdir, prompts, results):
+    """Reload from disk as float32 and check (a) prefill logits equal the reference and (b) an
+    HF KV-cached greedy loop picks the same tokens with matching logits."""
+    model = AutoModelForCausalLM.from_pretrained(outdir, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    for prompt, (out_ids, ref_logits, ref_prefill) in zip(prompts, results):
+        out = model(input_ids=torch.tensor([prompt]), use_cache=True)
+        assert torch.allclose(out.logits[0], ref_prefill, rtol=0, atol=1e-5), "reload mismatch"
+        for step in range(MAX_NEW_TOKENS):
+            last = out.logits[0, -1]
+            assert int(last.argmax()) == out_ids[step], "cached greedy differs"
+            assert torch.allclose(last, ref_logits[step], rtol=0, atol=1e-4), "cached logits"
+            out = model(input_ids=torch.tensor([[out_ids[step]]]),
+                        past_key_values=out.past_key_values, use_cache=True)
+
+
 def make_fixture(fx):
     for seed in range(fx["seed"], fx["seed"] + MAX_SEEDS):
         ok, model, prompts, results, margin, router_gap, min_bias = try_seed(fx, seed)
@@ -237,6 +256,7 @@ def make_fixture(fx):
     kwargs = {"max_shard_size": fx["max_shard_size"]} if fx.get("max_shard_size") else {}
     model.to(DTYPES[fx["dtype"]]).save_pretrained(outdir, safe_serialization=True, **kwargs)
     keys = check_saved(fx, outdir, model)
+    verify_reload(outdir, prompts, results)
 
     tensors = {}
     for p, (prompt, (out_ids, logits, prefill)) in enumerate(zip(prompts, results)):

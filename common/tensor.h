@@ -1,0 +1,59 @@
+// Tensor: an owned, 64-byte-aligned FP32 buffer with a row-major shape; TensorView: a borrowed one.
+// Move-only (weights are resident once; copies are explicit with Clone()).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+namespace switchyard {
+
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Zero-filled. Throws std::bad_alloc when memory is exhausted (callers that size by input
+  // catch it and return ResourceExhausted).
+  explicit Tensor(std::vector<int64_t> shape) : shape_(std::move(shape)) {
+    size_ = 1;
+    for (int64_t d : shape_) size_ *= d;
+    if (size_ > 0) {
+      size_t bytes = (static_cast<size_t>(size_) * sizeof(float) + 63) / 64 * 64;
+      float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (p == nullptr) throw std::bad_alloc();
+      std::memset(p, 0, bytes);
+      data_.reset(p);
+    }
+  }
+  Tensor(Tensor&&) = default;
+  Tensor& operator=(Tensor&&) = default;
+
+  float* data() { return data_.get(); }
+  const float* data() const { return data_.get(); }
+  int64_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  int64_t dim(int i) const { return shape_[i]; }
+  int64_t bytes() const { return size_ * static_cast<int64_t>(sizeof(float)); }
+  float& operator[](int64_t i) { return data_.get()[i]; }
+  float operator[](int64_t i) const { return data_.get()[i]; }
+  Tensor Clone() const {
+    Tensor t(shape_);
+    if (size_ > 0) std::memcpy(t.data(), data(), bytes());
+    return t;
+  }
+
+ private:
+  std::vector<int64_t> shape_;
+  int64_t size_ = 0;
+  std::unique_ptr<float, AlignedFree> data_;
+};
+
+}  // namespace switchyard

@@ -1,6 +1,8 @@
 #include "model/safetensors_writer.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -12,11 +14,38 @@ namespace switchyard {
 
 Status WriteSafetensors(const std::string& path, std::vector<TensorToWrite> tensors,
                         const std::map<std::string, std::string>& metadata) {
+  const std::string where = "WriteSafetensors '" + path + "'";
   std::set<std::string> names;
   for (const auto& t : tensors) {
+    const std::string what = where + ": tensor '" + t.name + "'";
     if (!names.insert(t.name).second) {
-      return InvalidArgumentError("WriteSafetensors '" + path + "': duplicate tensor '" + t.name +
-                                  "'");
+      return InvalidArgumentError(where + ": duplicate tensor '" + t.name + "'");
+    }
+    // The reader takes this key for the metadata map, not a tensor.
+    if (t.name == "__metadata__") {
+      return InvalidArgumentError(what + ": the name is reserved for the metadata map");
+    }
+    // The same checks as the reader: a file it would refuse is never written.
+    uint64_t count = 1;
+    for (int64_t d : t.shape) {
+      if (d < 0) {
+        return InvalidArgumentError(what + ": negative dimension in shape " +
+                                    nlohmann::json(t.shape).dump());
+      }
+      if (__builtin_mul_overflow(count, static_cast<uint64_t>(d), &count) ||
+          count > static_cast<uint64_t>(INT64_MAX)) {
+        return InvalidArgumentError(what + ": shape " + nlohmann::json(t.shape).dump() +
+                                    " overflows");
+      }
+    }
+    uint64_t bits = 0;
+    if (__builtin_mul_overflow(count, static_cast<uint64_t>(DTypeBits(t.dtype)), &bits)) {
+      return InvalidArgumentError(what + ": shape " + nlohmann::json(t.shape).dump() + " of " +
+                                  DTypeName(t.dtype) + " overflows");
+    }
+    if (bits % 8 != 0) {
+      return InvalidArgumentError(what + ": shape " + nlohmann::json(t.shape).dump() + " of " +
+                                  DTypeName(t.dtype) + " is not a whole number of bytes");
     }
   }
   std::stable_sort(tensors.begin(), tensors.end(),
@@ -31,15 +60,23 @@ Status WriteSafetensors(const std::string& path, std::vector<TensorToWrite> tens
   uint64_t offset = 0;
   for (const auto& t : tensors) {
     uint64_t bits = DTypeBits(t.dtype);
-    for (int64_t d : t.shape) bits *= static_cast<uint64_t>(d);
+    for (int64_t d : t.shape) bits *= static_cast<uint64_t>(d);  // checked above
     uint64_t bytes = bits / 8;
+    if (__builtin_add_overflow(offset, bytes, &offset)) {
+      return InvalidArgumentError(where + ": tensors total more than 2^64 bytes");
+    }
     header[t.name] = {{"dtype", DTypeName(t.dtype)},
                       {"shape", t.shape},
-                      {"data_offsets", {offset, offset + bytes}}};
+                      {"data_offsets", {offset - bytes, offset}}};
     sizes.push_back(bytes);
-    offset += bytes;
   }
-  std::string text = header.dump();
+  std::string text;
+  try {
+    text = header.dump();  // strict: throws on a name or metadata string that is not UTF-8
+  } catch (const nlohmann::json::exception& e) {
+    return InvalidArgumentError(where + ": a tensor name or metadata string is not valid UTF-8 (" +
+                                e.what() + ")");
+  }
   while (text.size() % 8 != 0) text.push_back(' ');
 
   const std::string tmp = path + ".tmp";
@@ -55,10 +92,18 @@ Status WriteSafetensors(const std::string& path, std::vector<TensorToWrite> tens
     if (tensors[i].fill) tensors[i].fill(buffer.data(), sizes[i]);
     ok = std::fwrite(buffer.data(), 1, sizes[i], f) == sizes[i];
   }
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+  int error = ok ? 0 : errno;
+  if (std::fclose(f) != 0 && ok) {
+    ok = false;
+    error = errno;
+  }
+  if (ok && std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ok = false;
+    error = errno;
+  }
+  if (!ok) {
     std::remove(tmp.c_str());
-    return InternalError("cannot write '" + path + "': " + std::strerror(errno));
+    return InternalError("cannot write '" + path + "': " + std::strerror(error));
   }
   return OkStatus();
 }

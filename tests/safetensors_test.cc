@@ -676,12 +676,20 @@ TEST(ParseTest, TruncatedBuffer) {
   }
   // A huge end, far past any file.
   EXPECT_TRUE(Rejects(
-      Image(Object({Entry("a", "U8", "[4611686018427387904]", 0, uint64_t{1} << 62)}), Bytes(4)),
-      {"(truncated)"}));
-  // The largest representable end: no wrap-around when adding the header size.
-  EXPECT_TRUE(Rejects(
-      Image(Object({Entry("a", "U8", "[4, 4611686018427387903]", 0, ~uint64_t{0} - 3)}), Bytes(4)),
-      {"(truncated)"}));
+      Image(Object({Entry("a", "U8", "[1152921504606846976]", 0, uint64_t{1} << 60)}), Bytes(4)),
+      {"tensors end at byte", "(truncated)"}));
+  // Ends near 2^64 (eight tensors of 2^61 - 1 bytes): adding the header size must not wrap
+  // around and report "trailing bytes".
+  const uint64_t chunk = (uint64_t{1} << 61) - 1;
+  std::string entries;
+  for (uint64_t k = 0; k < 8; ++k) {
+    entries +=
+        (k ? "," : "") + Entry("t" + std::to_string(k), "U8", "[" + std::to_string(chunk) + "]",
+                               k * chunk, (k + 1) * chunk);
+  }
+  const std::string huge = "{" + entries + "}";
+  EXPECT_TRUE(Rejects(Image(huge, Bytes(4)), {"tensors end at byte 1844674407370955" /* 2^64 + N */,
+                                              "(truncated)", "'t7'"}));
 }
 
 TEST(ParseTest, TrailingBytes) {

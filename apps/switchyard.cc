@@ -1,0 +1,233 @@
+// switchyard: the command-line entry point.
+//   switchyard generate --model DIR --prompt-ids 1,2,3 --max-new-tokens N [...]
+//   switchyard make-default-model --out DIR
+//   switchyard info --model DIR
+// Every error exits non-zero with "switchyard: error: <reason>" on stderr.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/logging.h"
+#include "common/npy.h"
+#include "common/parallel.h"
+#include "common/runtime_config.h"
+#include "model/engine.h"
+#include "model/random_checkpoint.h"
+#include "model/safetensors.h"
+
+namespace switchyard {
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+int Fail(const Status& status) {
+  std::fprintf(stderr, "switchyard: error: %s\n", status.message().c_str());
+  return status.code() == StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+// Runtime flags shared by the commands that run a model.
+struct RuntimeFlags {
+  std::string config_path;
+  std::string log_level;
+  int threads = -1;
+  int64_t max_seq_len = -1;
+  int64_t max_batch_tokens = -1;
+  bool print_config = false;
+
+  void Add(CLI::App* app) {
+    app->add_option("--config", config_path, "runtime settings (YAML; see configs/README.md)");
+    app->add_option("--log-level", log_level, "trace|debug|info|warn|error|off");
+    app->add_option("--threads", threads, "compute threads (0 = all cores)");
+    app->add_option("--max-seq-len", max_seq_len, "KV-cache capacity per sequence (tokens)");
+    app->add_option("--max-batch-tokens", max_batch_tokens, "most tokens in one forward step");
+    app->add_flag("--print-config", print_config, "print the effective runtime configuration");
+  }
+
+  // default < YAML < SWITCHYARD_* environment < flags.
+  StatusOr<RuntimeConfig> Resolve() const {
+    RuntimeConfig config;
+    if (!config_path.empty()) RETURN_IF_ERROR(LoadRuntimeConfigYaml(config_path, &config));
+    RETURN_IF_ERROR(ApplyRuntimeConfigEnv(&config));
+    if (!log_level.empty()) config.log_level = log_level;
+    if (threads >= 0) config.num_threads = threads;
+    if (max_seq_len >= 0) config.max_seq_len = max_seq_len;
+    if (max_batch_tokens >= 0) config.max_batch_tokens = max_batch_tokens;
+    RETURN_IF_ERROR(ValidateRuntimeConfig(config).WithContext("command line"));
+    LogLevel level;
+    ParseLogLevel(config.log_level, &level);
+    SetLogLevel(level);
+    SetComputeThreads(config.num_threads);
+    if (print_config) std::fprintf(stderr, "# effective runtime configuration\n%s",
+                                   RuntimeConfigToYaml(config).c_str());
+    return config;
+  }
+};
+
+StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
+  std::vector<int32_t> ids;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || errno != 0 || v < 0 ||
+        v > std::numeric_limits<int32_t>::max()) {
+      return InvalidArgumentError("--prompt-ids: '" + item +
+                                  "' is not a token id (comma-separated non-negative integers)");
+    }
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  if (ids.empty()) return InvalidArgumentError("--prompt-ids: no token ids given");
+  return ids;
+}
+
+struct GenerateFlags {
+  std::string model;
+  std::vector<std::string> prompts;
+  int64_t max_new_tokens = 16;
+  float temperature = 0.0f;
+  int64_t top_k = 0;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+  bool ignore_eos = false;
+  std::string dump_logits;
+};
+
+int RunGenerate(const GenerateFlags& flags, const RuntimeFlags& runtime_flags) {
+  auto runtime = runtime_flags.Resolve();
+  if (!runtime.ok()) return Fail(runtime.status());
+  std::vector<GenerationRequest> requests;
+  for (const auto& text : flags.prompts) {
+    auto ids = ParseIds(text);
+    if (!ids.ok()) return Fail(ids.status());
+    GenerationRequest req;
+    req.prompt = std::move(*ids);
+    req.max_new_tokens = flags.max_new_tokens;
+    req.sampling = {flags.temperature, flags.top_k, flags.top_p, flags.seed};
+    req.ignore_eos = flags.ignore_eos;
+    requests.push_back(std::move(req));
+  }
+  auto engine = Engine::Load(flags.model, *runtime);
+  if (!engine.ok()) return Fail(engine.status());
+  GenerationStats stats;
+  auto results = (*engine)->Generate(requests, !flags.dump_logits.empty(), &stats);
+  if (!results.ok()) return Fail(results.status());
+  for (const auto& res : *results) {
+    for (size_t i = 0; i < res.tokens.size(); ++i) std::printf(i ? ",%d" : "%d", res.tokens[i]);
+    std::printf("\n");
+  }
+  std::fflush(stdout);
+  LOG_INFO("generate",
+           "%zu request(s): %lld prompt tokens in %.3f s, %lld generated tokens, decode %.1f tok/s",
+           requests.size(), static_cast<long long>(stats.prompt_tokens), stats.prefill_seconds,
+           static_cast<long long>(stats.generated_tokens),
+           stats.decode_seconds > 0
+               ? (stats.generated_tokens - static_cast<double>(requests.size())) /
+                     stats.decode_seconds
+               : 0.0);
+  if (!flags.dump_logits.empty()) {
+    // One prompt: [steps, vocab]. Several: [prompts, max_new_tokens, vocab], rows after a
+    // request stopped (EOS) filled with NaN.
+    const int64_t vocab = (*engine)->model().config().vocab_size;
+    std::vector<float> data;
+    std::vector<int64_t> shape;
+    if (results->size() == 1) {
+      for (const auto& row : (*results)[0].logits) data.insert(data.end(), row.begin(), row.end());
+      shape = {static_cast<int64_t>((*results)[0].logits.size()), vocab};
+    } else {
+      const int64_t steps = flags.max_new_tokens;
+      data.assign(results->size() * steps * vocab, std::nanf(""));
+      for (size_t r = 0; r < results->size(); ++r) {
+        const auto& rows = (*results)[r].logits;
+        for (size_t s = 0; s < rows.size(); ++s) {
+          std::copy(rows[s].begin(), rows[s].end(), data.begin() + (r * steps + s) * vocab);
+        }
+      }
+      shape = {static_cast<int64_t>(results->size()), steps, vocab};
+    }
+    Status st = WriteNpyFloat32(flags.dump_logits, shape, data.data());
+    if (!st.ok()) return Fail(st);
+  }
+  return 0;
+}
+
+int RunInfo(const std::string& dir) {
+  auto config = LoadModelConfig(dir);
+  if (!config.ok()) return Fail(config.status());
+  auto ckpt = Checkpoint::Open(dir);
+  if (!ckpt.ok()) return Fail(ckpt.status());
+  std::printf("%s\n", config->Summary().c_str());
+  std::printf("checkpoint: %zu tensors, %.1f MB\n", (*ckpt)->TensorNames().size(),
+              (*ckpt)->TotalBytes() / 1e6);
+  int64_t params = 0, expert_params = 0;
+  for (const auto& spec : RequiredWeights(*config)) {
+    int64_t n = 1;
+    for (int64_t d : spec.shape) n *= d;
+    params += n;
+    if (spec.name.find(".experts.") != std::string::npos) expert_params += n;
+  }
+  std::printf("parameters: %.2f M (routed experts %.2f M)\n", params / 1e6, expert_params / 1e6);
+  return 0;
+}
+
+}  // namespace
+}  // namespace switchyard
+
+int main(int argc, char** argv) {
+  using namespace switchyard;
+  CLI::App app{"Switchyard: a runtime for serving Mixture-of-Experts language models"};
+  app.set_version_flag("--version", kVersion);
+  app.require_subcommand(1);
+
+  GenerateFlags gen;
+  RuntimeFlags gen_runtime;
+  CLI::App* generate = app.add_subcommand("generate", "generate tokens from prompt token ids");
+  generate->add_option("--model", gen.model, "checkpoint directory (config.json + safetensors)")
+      ->required();
+  generate
+      ->add_option("--prompt-ids", gen.prompts,
+                   "comma-separated prompt token ids; repeat for a batch of prompts")
+      ->required();
+  generate->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate per prompt")
+      ->capture_default_str();
+  generate->add_option("--temperature", gen.temperature, "0 = greedy")->capture_default_str();
+  generate->add_option("--top-k", gen.top_k, "keep the k most likely tokens (0 = all)");
+  generate->add_option("--top-p", gen.top_p, "nucleus sampling threshold in (0, 1]");
+  generate->add_option("--seed", gen.seed, "sampling seed");
+  generate->add_flag("--ignore-eos", gen.ignore_eos, "do not stop at the model's EOS token");
+  generate->add_option("--dump-logits", gen.dump_logits,
+                       "write every step's logits to this .npy file");
+  gen_runtime.Add(generate);
+
+  std::string default_out;
+  CLI::App* make_default = app.add_subcommand(
+      "make-default-model", "write the built-in default model (small DeepSeek-V3, random weights)");
+  make_default->add_option("--out", default_out, "output directory")->required();
+
+  std::string info_model;
+  CLI::App* info = app.add_subcommand("info", "describe a checkpoint");
+  info->add_option("--model", info_model, "checkpoint directory")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "switchyard: error: %s (see --help)\n", e.what());
+    return 2;
+  }
+  if (generate->parsed()) return RunGenerate(gen, gen_runtime);
+  if (make_default->parsed()) {
+    Status st = WriteDefaultModel(default_out);
+    if (!st.ok()) return Fail(st);
+    std::printf("wrote the default model to %s\n", default_out.c_str());
+    return 0;
+  }
+  if (info->parsed()) return RunInfo(info_model);
+  return 2;
+}

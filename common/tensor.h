@@ -21,20 +21,28 @@ class Tensor {
   Tensor() = default;
   // Zero-filled. Throws std::bad_alloc when memory is exhausted (callers that size by input
   // catch it and return ResourceExhausted).
-  explicit Tensor(std::vector<int64_t> shape) : shape_(std::move(shape)) {
+  explicit Tensor(std::vector<int64_t> shape) : Tensor(std::move(shape), /*zero=*/true) {}
+  // Uninitialised contents (for buffers about to be overwritten, e.g. weights being loaded).
+  static Tensor Uninitialized(std::vector<int64_t> shape) {
+    return Tensor(std::move(shape), false);
+  }
+  Tensor(Tensor&&) = default;
+  Tensor& operator=(Tensor&&) = default;
+
+ private:
+  Tensor(std::vector<int64_t> shape, bool zero) : shape_(std::move(shape)) {
     size_ = 1;
     for (int64_t d : shape_) size_ *= d;
     if (size_ > 0) {
       size_t bytes = (static_cast<size_t>(size_) * sizeof(float) + 63) / 64 * 64;
       float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
       if (p == nullptr) throw std::bad_alloc();
-      std::memset(p, 0, bytes);
+      if (zero) std::memset(p, 0, bytes);
       data_.reset(p);
     }
   }
-  Tensor(Tensor&&) = default;
-  Tensor& operator=(Tensor&&) = default;
 
+ public:
   float* data() { return data_.get(); }
   const float* data() const { return data_.get(); }
   int64_t size() const { return size_; }

@@ -285,6 +285,9 @@ StatusOr<SafetensorsHeader> ParseSafetensors(const uint8_t* data, uint64_t size,
       // e.byte counts the characters read, the offending one included.
       reason = "invalid JSON at byte " + std::to_string(8 + (e.byte > 0 ? e.byte - 1 : 0)) + " (" +
                e.what() + ")";
+    } catch (const json::exception& e) {
+      // Not only parse_error: a number too large for a double is out_of_range (406).
+      reason = std::string("invalid JSON (") + e.what() + ")";
     }
     return DataLossError(where + ": " + span + ": " + reason);
   }

@@ -88,9 +88,10 @@ Status WriteSafetensors(const std::string& path, std::vector<TensorToWrite> tens
   bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(text.data(), 1, n, f) == n;
   std::vector<uint8_t> buffer;
   for (size_t i = 0; ok && i < tensors.size(); ++i) {
-    buffer.assign(sizes[i], 0);
+    // At least one byte, so that an empty tensor's fill never sees a null pointer.
+    buffer.assign(std::max<uint64_t>(sizes[i], 1), 0);
     if (tensors[i].fill) tensors[i].fill(buffer.data(), sizes[i]);
-    ok = std::fwrite(buffer.data(), 1, sizes[i], f) == sizes[i];
+    ok = sizes[i] == 0 || std::fwrite(buffer.data(), 1, sizes[i], f) == sizes[i];
   }
   int error = ok ? 0 : errno;
   if (std::fclose(f) != 0 && ok) {

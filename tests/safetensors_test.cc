@@ -470,7 +470,8 @@ TEST(ParseTest, InvalidJson) {
   for (const std::string& header : std::vector<std::string>{
            "{\"a\":}", "{,}", "{\"a\" 1}", "{'a':{}}", "{\"a\":{\"dtype\":\"F32\",}}", "{}}",
            "{} {}", "{}x", std::string("{}\0\0\0\0\0\0", 8), "{\"a\":01}", "{\"a\":nan}",
-           "{\"a\":[1,2,]}", "{/*c*/}", "{\"a\":\"\\x41\"}", "{\"a\":\"tab\there\"}"}) {
+           "{\"a\":[1,2,]}", "{\"a\":1e999}", "{\"a\":-1e400}", "{\"a\":[1E+99999]}", "{/*c*/}",
+           "{\"a\":\"\\x41\"}", "{\"a\":\"tab\there\"}"}) {
     EXPECT_TRUE(Rejects(Image(header), {"invalid JSON", "bytes 8.."})) << header;
   }
 }

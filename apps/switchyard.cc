@@ -62,14 +62,18 @@ struct RuntimeFlags {
     ParseLogLevel(config.log_level, &level);
     SetLogLevel(level);
     SetComputeThreads(config.num_threads);
-    if (print_config) std::fprintf(stderr, "# effective runtime configuration\n%s",
-                                   RuntimeConfigToYaml(config).c_str());
+    if (print_config)
+      std::fprintf(stderr, "# effective runtime configuration\n%s",
+                   RuntimeConfigToYaml(config).c_str());
     return config;
   }
 };
 
 StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
   std::vector<int32_t> ids;
+  if (!text.empty() && text.back() == ',') {
+    return InvalidArgumentError("--prompt-ids: '" + text + "' ends with a comma");
+  }
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
@@ -123,14 +127,14 @@ int RunGenerate(const GenerateFlags& flags, const RuntimeFlags& runtime_flags) {
     std::printf("\n");
   }
   std::fflush(stdout);
-  LOG_INFO("generate",
-           "%zu request(s): %lld prompt tokens in %.3f s, %lld generated tokens, decode %.1f tok/s",
-           requests.size(), static_cast<long long>(stats.prompt_tokens), stats.prefill_seconds,
-           static_cast<long long>(stats.generated_tokens),
-           stats.decode_seconds > 0
-               ? (stats.generated_tokens - static_cast<double>(requests.size())) /
-                     stats.decode_seconds
-               : 0.0);
+  LOG_INFO(
+      "generate",
+      "%zu request(s): %lld prompt tokens in %.3f s, %lld generated tokens, decode %.1f tok/s",
+      requests.size(), static_cast<long long>(stats.prompt_tokens), stats.prefill_seconds,
+      static_cast<long long>(stats.generated_tokens),
+      stats.decode_seconds > 0
+          ? (stats.generated_tokens - static_cast<double>(requests.size())) / stats.decode_seconds
+          : 0.0);
   if (!flags.dump_logits.empty()) {
     // One prompt: [steps, vocab]. Several: [prompts, max_new_tokens, vocab], rows after a
     // request stopped (EOS) filled with NaN.
@@ -180,6 +184,7 @@ int RunInfo(const std::string& dir) {
 }  // namespace switchyard
 
 int main(int argc, char** argv) {
+  switchyard::PreferPassiveOpenMpWait(argv);
   using namespace switchyard;
   CLI::App app{"Switchyard: a runtime for serving Mixture-of-Experts language models"};
   app.set_version_flag("--version", kVersion);
@@ -214,6 +219,15 @@ int main(int argc, char** argv) {
   CLI::App* info = app.add_subcommand("info", "describe a checkpoint");
   info->add_option("--model", info_model, "checkpoint directory")->required();
 
+  const std::string first = argc > 1 ? argv[1] : "";
+  if (!first.empty() && first[0] != '-' && first != "generate" && first != "make-default-model" &&
+      first != "info") {
+    std::fprintf(stderr,
+                 "switchyard: error: unknown command '%s' (commands: generate, make-default-model,"
+                 " info; see --help)\n",
+                 argv[1]);
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

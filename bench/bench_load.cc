@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/memory_stats.h"
+#include "common/parallel.h"
 #include "model/model_config.h"
 #include "model/random_checkpoint.h"
 #include "model/weights.h"
@@ -21,8 +22,7 @@ using namespace switchyard;
 namespace {
 
 double Seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Single-thread memcpy bandwidth over 512 MB (read + write counted once, as the loader's copy).
@@ -42,16 +42,21 @@ double MemcpyGBs() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  switchyard::PreferPassiveOpenMpWait(argv);
   double gb = 2.0;
   std::string dtype_name = "f32";
   std::string dir = (std::filesystem::temp_directory_path() / "switchyard_bench_ckpt").string();
   bool keep = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--gb" && i + 1 < argc) gb = std::atof(argv[++i]);
-    else if (arg == "--dtype" && i + 1 < argc) dtype_name = argv[++i];
-    else if (arg == "--dir" && i + 1 < argc) dir = argv[++i];
-    else if (arg == "--keep") keep = true;
+    if (arg == "--gb" && i + 1 < argc)
+      gb = std::atof(argv[++i]);
+    else if (arg == "--dtype" && i + 1 < argc)
+      dtype_name = argv[++i];
+    else if (arg == "--dir" && i + 1 < argc)
+      dir = argv[++i];
+    else if (arg == "--keep")
+      keep = true;
     else {
       std::fprintf(stderr, "usage: bench_load [--gb G] [--dtype f32|bf16] [--dir D] [--keep]\n");
       return 2;
@@ -64,7 +69,8 @@ int main(int argc, char** argv) {
   const int layers = std::max(1, static_cast<int>(std::lround(gb * 1e9 / layer_bytes)));
   const std::string config = R"({"architectures": ["DeepseekV3ForCausalLM"], "vocab_size": 8192,
     "hidden_size": 2048, "intermediate_size": 4096, "moe_intermediate_size": 1024,
-    "num_hidden_layers": )" + std::to_string(layers) + R"(, "first_k_dense_replace": 0,
+    "num_hidden_layers": )" + std::to_string(layers) +
+                             R"(, "first_k_dense_replace": 0,
     "num_attention_heads": 16, "q_lora_rank": 512, "kv_lora_rank": 256, "qk_nope_head_dim": 64,
     "qk_rope_head_dim": 32, "v_head_dim": 64, "n_routed_experts": 64, "n_shared_experts": 1,
     "num_experts_per_tok": 8, "n_group": 8, "topk_group": 4, "norm_topk_prob": true,

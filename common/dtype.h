@@ -53,9 +53,9 @@ inline uint16_t F32ToF16(float f) {
   std::memcpy(&u, &f, 4);
   uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return sign | 0x7e00u;              // NaN
-  if (abs >= 0x477ff000u) return sign | 0x7c00u;             // overflow (rounds to inf)
-  if (abs < 0x33000001u) return sign;                        // rounds to zero
+  if (abs > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (abs >= 0x477ff000u) return sign | 0x7c00u;  // overflow (rounds to inf)
+  if (abs < 0x33000001u) return sign;             // rounds to zero
   int exp = static_cast<int>(abs >> 23) - 127 + 15;
   uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
   if (exp <= 0) {  // subnormal result

@@ -28,12 +28,18 @@ std::atomic<int> g_rank{-1};
 
 const char* LevelName(LogLevel level) {
   switch (level) {
-    case LogLevel::kTrace: return "TRACE";
-    case LogLevel::kDebug: return "DEBUG";
-    case LogLevel::kInfo: return "INFO";
-    case LogLevel::kWarn: return "WARN";
-    case LogLevel::kError: return "ERROR";
-    case LogLevel::kOff: return "OFF";
+    case LogLevel::kTrace:
+      return "TRACE";
+    case LogLevel::kDebug:
+      return "DEBUG";
+    case LogLevel::kInfo:
+      return "INFO";
+    case LogLevel::kWarn:
+      return "WARN";
+    case LogLevel::kError:
+      return "ERROR";
+    case LogLevel::kOff:
+      return "OFF";
   }
   return "?";
 }
@@ -55,8 +61,8 @@ bool ParseLogLevel(const std::string& text, LogLevel* level) {
   static const struct {
     const char* name;
     LogLevel level;
-  } kNames[] = {{"trace", LogLevel::kTrace}, {"debug", LogLevel::kDebug},
-                {"info", LogLevel::kInfo},   {"warn", LogLevel::kWarn},
+  } kNames[] = {{"trace", LogLevel::kTrace},  {"debug", LogLevel::kDebug},
+                {"info", LogLevel::kInfo},    {"warn", LogLevel::kWarn},
                 {"warning", LogLevel::kWarn}, {"error", LogLevel::kError},
                 {"off", LogLevel::kOff}};
   for (const auto& n : kNames) {
@@ -97,8 +103,8 @@ void LogMessage(LogLevel level, const char* subsystem, const char* fmt, ...) {
   }
   char line[2300];
   int n = std::snprintf(line, sizeof(line), "%s.%03d %-5s %s:%d rank %s [%s] %s\n", stamp, millis,
-                        LevelName(level), HostName().c_str(), static_cast<int>(getpid()),
-                        rank_text, subsystem, body);
+                        LevelName(level), HostName().c_str(), static_cast<int>(getpid()), rank_text,
+                        subsystem, body);
   if (n > 0) std::fwrite(line, 1, std::min<size_t>(n, sizeof(line) - 1), stderr);
 }
 

@@ -24,9 +24,9 @@ void LogMessage(LogLevel level, const char* subsystem, const char* fmt, ...)
 
 }  // namespace switchyard
 
-#define SY_LOG(level, subsystem, ...)                                                \
-  do {                                                                               \
-    if (::switchyard::LogEnabled(::switchyard::LogLevel::level))                     \
+#define SY_LOG(level, subsystem, ...)                                                  \
+  do {                                                                                 \
+    if (::switchyard::LogEnabled(::switchyard::LogLevel::level))                       \
       ::switchyard::LogMessage(::switchyard::LogLevel::level, subsystem, __VA_ARGS__); \
   } while (0)
 #define LOG_TRACE(sub, ...) SY_LOG(kTrace, sub, __VA_ARGS__)

@@ -29,9 +29,10 @@ Status WriteNpyFloat32(const std::string& path, const std::vector<int64_t>& shap
   const uint16_t len = static_cast<uint16_t>(dict.size());
   const unsigned char len_bytes[2] = {static_cast<unsigned char>(len & 0xff),
                                       static_cast<unsigned char>(len >> 8)};
-  bool ok = std::fwrite(magic, 1, 8, f) == 8 && std::fwrite(len_bytes, 1, 2, f) == 2 &&
-            std::fwrite(dict.data(), 1, dict.size(), f) == dict.size() &&
-            (count == 0 || std::fwrite(data, sizeof(float), count, f) == static_cast<size_t>(count));
+  bool ok =
+      std::fwrite(magic, 1, 8, f) == 8 && std::fwrite(len_bytes, 1, 2, f) == 2 &&
+      std::fwrite(dict.data(), 1, dict.size(), f) == dict.size() &&
+      (count == 0 || std::fwrite(data, sizeof(float), count, f) == static_cast<size_t>(count));
   ok = std::fclose(f) == 0 && ok;
   if (!ok) return InternalError("cannot write '" + path + "'");
   return OkStatus();

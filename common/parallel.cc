@@ -3,6 +3,8 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <cstdlib>
+
 namespace switchyard {
 
 void SetComputeThreads(int n) {
@@ -14,5 +16,12 @@ void SetComputeThreads(int n) {
 }
 
 int ComputeThreads() { return omp_get_max_threads(); }
+
+void PreferPassiveOpenMpWait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on as we were
+}
 
 }  // namespace switchyard

@@ -16,9 +16,8 @@ Status ReadScalar(const YAML::Node& node, const std::string& key, const std::str
   try {
     *out = node.as<T>();
   } catch (const YAML::Exception&) {
-    return InvalidArgumentError(origin + ": key '" + key + "' must be " + type_name +
-                                ", got '" + (node.IsScalar() ? node.Scalar() : "<non-scalar>") +
-                                "'");
+    return InvalidArgumentError(origin + ": key '" + key + "' must be " + type_name + ", got '" +
+                                (node.IsScalar() ? node.Scalar() : "<non-scalar>") + "'");
   }
   return OkStatus();
 }

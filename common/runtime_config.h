@@ -13,10 +13,10 @@
 namespace switchyard {
 
 struct RuntimeConfig {
-  std::string log_level = "info";  // trace|debug|info|warn|error|off
-  int num_threads = 0;             // compute threads; 0 = all online cores
-  int64_t max_seq_len = 4096;      // KV-cache capacity per sequence, in tokens
-  int64_t max_batch_tokens = 8192; // most tokens in one forward step (prefill chunks + decodes)
+  std::string log_level = "info";   // trace|debug|info|warn|error|off
+  int num_threads = 0;              // compute threads; 0 = all online cores
+  int64_t max_seq_len = 4096;       // KV-cache capacity per sequence, in tokens
+  int64_t max_batch_tokens = 8192;  // most tokens in one forward step (prefill chunks + decodes)
 };
 
 // Reads the YAML file at `path` over `config` (keys absent from the file keep their values).

@@ -113,10 +113,10 @@ void StatusOr<T>::CheckOk() const {
 #define SY_CONCAT(a, b) SY_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function if `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                                  \
-  do {                                                         \
-    ::switchyard::Status sy_status_ = (expr);                  \
-    if (!sy_status_.ok()) return sy_status_;                   \
+#define RETURN_IF_ERROR(expr)                 \
+  do {                                        \
+    ::switchyard::Status sy_status_ = (expr); \
+    if (!sy_status_.ok()) return sy_status_;  \
   } while (0)
 
 // `ASSIGN_OR_RETURN(auto x, F());` declares x from F()'s value, or returns F()'s error.
@@ -128,9 +128,9 @@ void StatusOr<T>::CheckOk() const {
   lhs = std::move(tmp).value()
 
 // For broken invariants only (never for bad input): prints and aborts.
-#define SY_CHECK(cond)                                                             \
-  do {                                                                             \
-    if (!(cond)) ::switchyard::CheckFailed(__FILE__, __LINE__, #cond);             \
+#define SY_CHECK(cond)                                                 \
+  do {                                                                 \
+    if (!(cond)) ::switchyard::CheckFailed(__FILE__, __LINE__, #cond); \
   } while (0)
 
 namespace switchyard {

@@ -9,8 +9,7 @@ namespace switchyard {
 namespace {
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 struct Running {
@@ -37,7 +36,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_dir,
 }
 
 Engine::Engine(const Model* model, ExpertRunner* experts, const RuntimeConfig& runtime)
-    : model_(model), experts_(experts), runtime_(runtime),
+    : model_(model),
+      experts_(experts),
+      runtime_(runtime),
       cache_(std::make_unique<KvCache>(model->config(), runtime.max_seq_len)) {}
 
 StatusOr<std::vector<GenerationResult>> Engine::Generate(
@@ -49,21 +50,19 @@ StatusOr<std::vector<GenerationResult>> Engine::Generate(
     if (req.prompt.empty()) return InvalidArgumentError(where + "empty prompt");
     for (size_t i = 0; i < req.prompt.size(); ++i) {
       if (req.prompt[i] < 0 || req.prompt[i] >= c.vocab_size) {
-        return InvalidArgumentError(where + "prompt token " + std::to_string(i) + " = " +
-                                    std::to_string(req.prompt[i]) +
-                                    " is outside the vocabulary [0, " +
-                                    std::to_string(c.vocab_size) + ")");
+        return InvalidArgumentError(
+            where + "prompt token " + std::to_string(i) + " = " + std::to_string(req.prompt[i]) +
+            " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
       }
     }
     if (req.max_new_tokens < 0) {
       return InvalidArgumentError(where + "max_new_tokens must be >= 0");
     }
-    const int64_t need = static_cast<int64_t>(req.prompt.size()) + req.max_new_tokens;
-    if (need > runtime_.max_seq_len) {
+    // Compared without adding, so a huge max_new_tokens cannot overflow past the check.
+    if (req.max_new_tokens > runtime_.max_seq_len - static_cast<int64_t>(req.prompt.size())) {
       return InvalidArgumentError(where + "prompt (" + std::to_string(req.prompt.size()) +
                                   ") + max_new_tokens (" + std::to_string(req.max_new_tokens) +
-                                  ") exceeds max_seq_len " +
-                                  std::to_string(runtime_.max_seq_len));
+                                  ") exceeds max_seq_len " + std::to_string(runtime_.max_seq_len));
     }
     RETURN_IF_ERROR(ValidateSamplingParams(req.sampling).WithContext(where + "sampling"));
   }
@@ -138,9 +137,9 @@ StatusOr<std::vector<GenerationResult>> Engine::Generate(
       res.tokens.push_back(token);
       if (keep_logits) res.logits.emplace_back(lrow, lrow + c.vocab_size);
       run.next = token;
-      const bool eos = !requests[r].ignore_eos &&
-                       std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), token) !=
-                           c.eos_token_ids.end();
+      const bool eos =
+          !requests[r].ignore_eos &&
+          std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), token) != c.eos_token_ids.end();
       if (eos || static_cast<int64_t>(res.tokens.size()) >= requests[r].max_new_tokens) {
         run.done = true;
         res.finish_reason = eos ? "stop" : "length";

@@ -24,13 +24,13 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;  // token ids, non-empty
   int64_t max_new_tokens = 16;
   SamplingParams sampling;
-  bool ignore_eos = false;      // keep going past the model's EOS token
+  bool ignore_eos = false;  // keep going past the model's EOS token
 };
 
 struct GenerationResult {
-  std::vector<int32_t> tokens;            // generated ids
-  std::vector<std::vector<float>> logits; // per generated token, when asked for
-  std::string finish_reason;              // "length" or "stop"
+  std::vector<int32_t> tokens;             // generated ids
+  std::vector<std::vector<float>> logits;  // per generated token, when asked for
+  std::string finish_reason;               // "length" or "stop"
   double time_to_first_token_s = 0;
 };
 

@@ -14,10 +14,10 @@ constexpr float kMlaNormEps = 1e-6f;
 
 struct Model::Step {
   int64_t num_tokens = 0;
-  std::vector<int64_t> position;    // per token
-  std::vector<int64_t> chunk_start; // per chunk: first token index in the batch
-  std::vector<int64_t> chunk_pos;   // per chunk: first position
-  std::vector<float> cos, sin;      // [num_tokens, rope.dim / 2], times attention_factor
+  std::vector<int64_t> position;     // per token
+  std::vector<int64_t> chunk_start;  // per chunk: first token index in the batch
+  std::vector<int64_t> chunk_pos;    // per chunk: first position
+  std::vector<float> cos, sin;       // [num_tokens, rope.dim / 2], times attention_factor
   const ForwardBatch* batch = nullptr;
 };
 
@@ -95,8 +95,10 @@ Status Model::Forward(const ForwardBatch& batch, KvCache* cache, ExpertRunner* e
   for (int64_t i = 0; i < step.num_tokens; ++i) {
     for (int64_t j = 0; j < half; ++j) {
       float angle = static_cast<float>(step.position[i]) * inv_freq_[j];
-      step.cos[i * half + j] = static_cast<float>(std::cos(static_cast<double>(angle))) * attention_factor;
-      step.sin[i * half + j] = static_cast<float>(std::sin(static_cast<double>(angle))) * attention_factor;
+      step.cos[i * half + j] =
+          static_cast<float>(std::cos(static_cast<double>(angle))) * attention_factor;
+      step.sin[i * half + j] =
+          static_cast<float>(std::sin(static_cast<double>(angle))) * attention_factor;
     }
   }
 
@@ -236,8 +238,7 @@ void Model::AttentionMla(int64_t layer, const Step& step, KvCache* cache, const 
     }
     float* qp = &q_pe[item * rope];
     std::memcpy(qp, qn + nope, rope * sizeof(float));
-    cpu::ApplyRope(qp, rope, &step.cos[i * half], &step.sin[i * half],
-                   c.rope.interleave);
+    cpu::ApplyRope(qp, rope, &step.cos[i * half], &step.sin[i * half], c.rope.interleave);
   }
   std::vector<float> ctx_lat(n * heads * lat);
   const ForwardBatch& batch = *step.batch;
@@ -249,8 +250,8 @@ void Model::AttentionMla(int64_t layer, const Step& step, KvCache* cache, const 
       const float* src = &kv[(t0 + i) * row];
       float* dst = cache_rows + (pos0 + i) * row;
       std::memcpy(dst, src, row * sizeof(float));
-      cpu::ApplyRope(dst + lat, rope, &step.cos[(t0 + i) * half],
-                     &step.sin[(t0 + i) * half], c.rope.interleave);
+      cpu::ApplyRope(dst + lat, rope, &step.cos[(t0 + i) * half], &step.sin[(t0 + i) * half],
+                     c.rope.interleave);
     }
     cpu::AttentionMla(&q_lat[t0 * heads * lat], &q_pe[t0 * heads * rope], chunk.num_tokens, pos0,
                       cache_rows, pos0 + chunk.num_tokens, heads, lat, rope,
@@ -273,8 +274,7 @@ Status Model::Moe(int64_t layer, int64_t num_tokens, const float* x, ExpertRunne
   const LayerWeights& lw = weights_->layers[layer];
   const int64_t h = c.hidden, k = c.num_topk;
   std::vector<float> router_logits(num_tokens * c.num_experts);
-  cpu::MatMulTransB(x, num_tokens, h, lw.router.weight.data(), c.num_experts,
-                    router_logits.data());
+  cpu::MatMulTransB(x, num_tokens, h, lw.router.weight.data(), c.num_experts, router_logits.data());
   cpu::RoutingParams params;
   params.num_experts = c.num_experts;
   params.num_topk = k;
@@ -287,8 +287,7 @@ Status Model::Moe(int64_t layer, int64_t num_tokens, const float* x, ExpertRunne
   std::vector<int32_t> topk_idx(num_tokens * k);
   std::vector<float> topk_weights(num_tokens * k);
   cpu::RouteTopK(router_logits.data(), num_tokens, params, topk_idx.data(), topk_weights.data());
-  RETURN_IF_ERROR(
-      experts->Run(layer, x, num_tokens, topk_idx.data(), topk_weights.data(), out));
+  RETURN_IF_ERROR(experts->Run(layer, x, num_tokens, topk_idx.data(), topk_weights.data(), out));
   if (c.shared_intermediate_size > 0) {
     if (!lw.shared.loaded()) {
       return FailedPreconditionError("layer " + std::to_string(layer) +

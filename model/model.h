@@ -21,10 +21,10 @@
 namespace switchyard {
 
 struct SequenceChunk {
-  int64_t slot = 0;          // KV-cache slot; its length is the chunk's first position
-  int64_t num_tokens = 0;    // > 0
-  bool all_logits = false;   // logits for every token (else only the last one)
-  bool want_logits = true;   // false: no logits at all (a prefill chunk that is not the last)
+  int64_t slot = 0;         // KV-cache slot; its length is the chunk's first position
+  int64_t num_tokens = 0;   // > 0
+  bool all_logits = false;  // logits for every token (else only the last one)
+  bool want_logits = true;  // false: no logits at all (a prefill chunk that is not the last)
 };
 
 struct ForwardBatch {
@@ -49,9 +49,12 @@ class Model {
  private:
   struct Step;  // per-call scratch (positions, rope tables, activations)
   void Attention(int64_t layer, const Step& step, KvCache* cache, const float* x, float* out) const;
-  void AttentionGqa(int64_t layer, const Step& step, KvCache* cache, const float* x, float* out) const;
-  void AttentionMla(int64_t layer, const Step& step, KvCache* cache, const float* x, float* out) const;
-  Status Moe(int64_t layer, int64_t num_tokens, const float* x, ExpertRunner* experts, float* out) const;
+  void AttentionGqa(int64_t layer, const Step& step, KvCache* cache, const float* x,
+                    float* out) const;
+  void AttentionMla(int64_t layer, const Step& step, KvCache* cache, const float* x,
+                    float* out) const;
+  Status Moe(int64_t layer, int64_t num_tokens, const float* x, ExpertRunner* experts,
+             float* out) const;
 
   ModelConfig config_;
   std::unique_ptr<ModelWeights> weights_;

@@ -1,6 +1,7 @@
 #include "model/model_config.h"
 
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -36,8 +37,8 @@ class Keys {
   }
   int64_t PositiveInt(const char* key) {
     int64_t v = Int(key);
-    if (status_.ok() && v <= 0) Fail(std::string("key '") + key + "' must be > 0, got " +
-                                     std::to_string(v));
+    if (status_.ok() && v <= 0)
+      Fail(std::string("key '") + key + "' must be > 0, got " + std::to_string(v));
     return v;
   }
   double NumberOr(const char* key, double fallback) {
@@ -87,6 +88,10 @@ class Keys {
   }
   void Fail(const std::string& message) {
     if (status_.ok()) status_ = InvalidArgumentError(origin_ + ": " + message);
+  }
+  // Takes over an error that already names its origin (from a nested Keys).
+  void Adopt(const Status& status) {
+    if (status_.ok()) status_ = status;
   }
   const Status& status() const { return status_; }
   const json& root() const { return root_; }
@@ -139,11 +144,17 @@ void ParseRopeScaling(Keys& keys, const std::string& origin, ModelConfig* c) {
     double m = YarnMscale(c->rope.factor, mscale_all_dim);
     c->attn_scale *= m * m;
   }
-  if (!r.status().ok()) keys.Fail(r.status().message());
+  keys.Adopt(r.status());
 }
 
 void ParseEos(Keys& keys, ModelConfig* c) {
-  for (int64_t id : keys.IntListOr("eos_token_id")) c->eos_token_ids.push_back(static_cast<int32_t>(id));
+  for (int64_t id : keys.IntListOr("eos_token_id")) {
+    if (id < 0 || id > INT32_MAX) {
+      keys.Fail("key 'eos_token_id' holds " + std::to_string(id) + ", not a token id");
+      return;
+    }
+    c->eos_token_ids.push_back(static_cast<int32_t>(id));
+  }
   c->eos_token_id = c->eos_token_ids.empty() ? -1 : c->eos_token_ids[0];
 }
 
@@ -256,9 +267,12 @@ void ParseGqaFamily(Keys& k, const std::string& origin, ModelConfig* c) {
 
 const char* ModelFamilyName(ModelFamily family) {
   switch (family) {
-    case ModelFamily::kDeepseekV3: return "deepseek_v3";
-    case ModelFamily::kQwen3Moe: return "qwen3_moe";
-    case ModelFamily::kMixtral: return "mixtral";
+    case ModelFamily::kDeepseekV3:
+      return "deepseek_v3";
+    case ModelFamily::kQwen3Moe:
+      return "qwen3_moe";
+    case ModelFamily::kMixtral:
+      return "mixtral";
   }
   return "?";
 }

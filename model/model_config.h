@@ -20,8 +20,9 @@ const char* ModelFamilyName(ModelFamily family);
 
 struct RopeConfig {
   double theta = 10000.0;
-  int64_t dim = 0;          // rotated dimensions per head
-  bool interleave = false;  // true: pairs (x[2i], x[2i+1]) (DeepSeek); false: halves (x[i], x[i+d/2])
+  int64_t dim = 0;  // rotated dimensions per head
+  bool interleave =
+      false;  // true: pairs (x[2i], x[2i+1]) (DeepSeek); false: halves (x[i], x[i+d/2])
   bool yarn = false;
   double factor = 1.0;
   double original_max_position_embeddings = 0;
@@ -44,7 +45,7 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   int64_t sliding_window = 0;  // 0 = full causal attention
   int64_t max_position_embeddings = 0;
-  int32_t eos_token_id = -1;   // first EOS id, -1 if none
+  int32_t eos_token_id = -1;  // first EOS id, -1 if none
   std::vector<int32_t> eos_token_ids;
 
   // MLA (DeepSeek); q_lora_rank == 0 means a single q_proj.

@@ -90,10 +90,18 @@ Status WriteRandomCheckpoint(const std::string& dir, const std::string& config_j
       for (int64_t i = 0; i < count; ++i) {
         float z = normal.Next();
         switch (kind) {
-          case WeightSpec::Kind::kNorm: values[i] = 1.0f + 0.1f * z; break;
-          case WeightSpec::Kind::kRouterBias: values[i] = 0.02f * z; break;
-          case WeightSpec::Kind::kEmbedding: values[i] = 1.0f * z; break;
-          default: values[i] = 0.05f * z; break;
+          case WeightSpec::Kind::kNorm:
+            values[i] = 1.0f + 0.1f * z;
+            break;
+          case WeightSpec::Kind::kRouterBias:
+            values[i] = 0.02f * z;
+            break;
+          case WeightSpec::Kind::kEmbedding:
+            values[i] = 1.0f * z;
+            break;
+          default:
+            values[i] = 0.05f * z;
+            break;
         }
       }
       FillFromFloats(std::move(values), dtype)(out, bytes);
@@ -102,8 +110,7 @@ Status WriteRandomCheckpoint(const std::string& dir, const std::string& config_j
   }
   if (shards.size() == 1) {
     std::filesystem::remove(dir + "/model.safetensors.index.json", ec);
-    return WriteSafetensors(dir + "/model.safetensors", std::move(shards[0]),
-                            {{"format", "pt"}});
+    return WriteSafetensors(dir + "/model.safetensors", std::move(shards[0]), {{"format", "pt"}});
   }
   std::map<std::string, std::string> weight_map;
   const int n = static_cast<int>(shards.size());

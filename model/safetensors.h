@@ -17,8 +17,25 @@
 
 namespace switchyard {
 
-enum class DType { kBool, kU8, kI8, kF8E4M3, kF8E5M2, kF8E8M0, kI16, kU16, kF16, kBF16,
-                   kI32, kU32, kF32, kI64, kU64, kF64, kF4 };
+enum class DType {
+  kBool,
+  kU8,
+  kI8,
+  kF8E4M3,
+  kF8E5M2,
+  kF8E8M0,
+  kI16,
+  kU16,
+  kF16,
+  kBF16,
+  kI32,
+  kU32,
+  kF32,
+  kI64,
+  kU64,
+  kF64,
+  kF4
+};
 
 const char* DTypeName(DType dtype);
 // Bits per element (F4 = 4).
@@ -38,7 +55,7 @@ struct TensorInfo {
 
 // The parsed and validated header of one file. `file_size` is the whole file's size in bytes.
 struct SafetensorsHeader {
-  uint64_t header_size = 0;  // N: the JSON header's length
+  uint64_t header_size = 0;         // N: the JSON header's length
   std::vector<TensorInfo> tensors;  // in header order of data_offsets (ascending)
   std::map<std::string, std::string> metadata;
   uint64_t data_offset() const { return 8 + header_size; }

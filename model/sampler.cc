@@ -22,7 +22,8 @@ Status ValidateSamplingParams(const SamplingParams& p) {
     return InvalidArgumentError("temperature must be a finite number >= 0, got " +
                                 std::to_string(p.temperature));
   }
-  if (p.top_k < 0) return InvalidArgumentError("top_k must be >= 0, got " + std::to_string(p.top_k));
+  if (p.top_k < 0)
+    return InvalidArgumentError("top_k must be >= 0, got " + std::to_string(p.top_k));
   if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {
     return InvalidArgumentError("top_p must be in (0, 1], got " + std::to_string(p.top_p));
   }

@@ -126,8 +126,7 @@ void BuildSlots(const ModelConfig& c, const LoadSelection& sel, ModelWeights* w,
   if (sel.embeddings) {
     b.Norm("model.norm.weight", c.hidden, &w->norm);
     if (!c.tie_word_embeddings) {
-      b.Add("lm_head.weight", {c.vocab_size, c.hidden}, &w->lm_head,
-            WeightSpec::Kind::kEmbedding);
+      b.Add("lm_head.weight", {c.vocab_size, c.hidden}, &w->lm_head, WeightSpec::Kind::kEmbedding);
     }
   }
 }
@@ -157,8 +156,10 @@ class Progress {
 
  public:
   Progress(int64_t total_bytes, int64_t total_tensors)
-      : total_bytes_(total_bytes), total_tensors_(total_tensors),
-        tty_(isatty(STDERR_FILENO) == 1), start_(std::chrono::steady_clock::now()) {}
+      : total_bytes_(total_bytes),
+        total_tensors_(total_tensors),
+        tty_(isatty(STDERR_FILENO) == 1),
+        start_(std::chrono::steady_clock::now()) {}
   void Update(int64_t bytes, int64_t tensors) {
     double secs = Seconds();
     double rate = secs > 0 ? bytes / secs / 1e6 : 0;
@@ -173,8 +174,8 @@ class Progress {
       if (tensors == total_tensors_) std::fprintf(stderr, "\n");
     } else if (decile > last_decile_) {
       last_decile_ = decile;
-      LOG_INFO("load", "weights %d%%: %.2f / %.2f GB, %lld / %lld tensors, %.0f MB/s",
-               decile * 10, bytes / 1e9, total_bytes_ / 1e9, static_cast<long long>(tensors),
+      LOG_INFO("load", "weights %d%%: %.2f / %.2f GB, %lld / %lld tensors, %.0f MB/s", decile * 10,
+               bytes / 1e9, total_bytes_ / 1e9, static_cast<long long>(tensors),
                static_cast<long long>(total_tensors_), rate);
     }
   }

@@ -43,17 +43,17 @@ struct LayerWeights {
   Tensor input_norm, post_attention_norm;
   AttentionWeights attn;
   bool is_moe = false;
-  MlpWeights dense;          // dense layers
-  Linear router;             // [num_experts, hidden]
-  Tensor router_bias;        // e_score_correction_bias [num_experts] (DeepSeek) or empty
+  MlpWeights dense;                 // dense layers
+  Linear router;                    // [num_experts, hidden]
+  Tensor router_bias;               // e_score_correction_bias [num_experts] (DeepSeek) or empty
   std::vector<MlpWeights> experts;  // num_experts entries; only the selected ones are loaded
-  MlpWeights shared;         // shared experts (DeepSeek), maybe not loaded
+  MlpWeights shared;                // shared experts (DeepSeek), maybe not loaded
 };
 
 struct ModelWeights {
-  Tensor embed;   // [vocab, hidden]
-  Tensor norm;    // [hidden]
-  Tensor lm_head; // [vocab, hidden]; empty when tied to embed
+  Tensor embed;    // [vocab, hidden]
+  Tensor norm;     // [hidden]
+  Tensor lm_head;  // [vocab, hidden]; empty when tied to embed
   std::vector<LayerWeights> layers;
   const Tensor& LmHead() const { return lm_head.empty() ? embed : lm_head; }
   int64_t ResidentBytes() const;

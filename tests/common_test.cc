@@ -48,7 +48,7 @@ TEST(DTypeTest, F16ExhaustiveRoundTrip) {
   }
   EXPECT_EQ(F16ToF32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
   EXPECT_EQ(F16ToF32(0x7bff), 65504.0f);
-  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);  // rounds to inf
+  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);               // rounds to inf
   EXPECT_EQ(F32ToF16(std::ldexp(1.0f, -25)), 0x0000);  // tie to even (zero)
   EXPECT_EQ(F32ToF16(std::ldexp(3.0f, -26)), 0x0001);
 }

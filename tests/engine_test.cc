@@ -1,5 +1,5 @@
 // Tests for Engine::Generate (request validation, EOS, batching, sampling, KV-cache release) on the
-// mixtral oracle fixture and a random checkpoint, and for the Sampler's distribution.
+// mixtral oracle fixture (and an edited copy of it), and for the Sampler's distribution.
 #include "model/engine.h"
 
 #include <gtest/gtest.h>
@@ -7,13 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
-#include "model/random_checkpoint.h"
 #include "model/safetensors.h"
 #include "model/sampler.h"
 #include "test_util.h"
@@ -111,6 +112,12 @@ TEST_F(EngineTest, RejectsBadRequestsBeforeComputing) {
   EXPECT_EQ(ok[0].tokens.size(), static_cast<size_t>(kMaxSeqLen - 3));
 }
 
+// prompt.size() + max_new_tokens must not overflow past the max_seq_len check (regression:
+// `--max-new-tokens 9223372036854775807` used to run until the KV cache refused).
+TEST_F(EngineTest, HugeMaxNewTokensIsRejectedUpFront) {
+  ExpectRejected(Request({1, 2, 3}, std::numeric_limits<int64_t>::max()), "exceeds max_seq_len");
+}
+
 TEST_F(EngineTest, ZeroNewTokens) {
   GenerationStats stats;
   auto results =
@@ -166,58 +173,48 @@ TEST_F(EngineTest, SamplingIsReproducibleFromTheSeed) {
   EXPECT_EQ(both[0].tokens, a.tokens);
 }
 
-TEST(EngineEosTest, StopsAtEosUnlessIgnored) {
-  testing::TempDir tmp;
-  const std::string dir = tmp.path() + "/model";
-  auto config_json = [](const std::string& eos) {
-    return R"({"architectures": ["Qwen3MoeForCausalLM"], "vocab_size": 48, "hidden_size": 32,
-      "intermediate_size": 32, "moe_intermediate_size": 16, "num_hidden_layers": 2,
-      "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "num_experts": 4,
-      "num_experts_per_tok": 2)" +
-           eos + "}";
-  };
-  RandomCheckpointOptions options;
-  options.dtype = DType::kF32;
-  ASSERT_TRUE(WriteRandomCheckpoint(dir, config_json(""), options).ok());
-  RuntimeConfig runtime;
-  runtime.max_seq_len = 64;
-  const int64_t n = 16;
-  std::vector<int32_t> free_run;
-  {
-    auto engine = Engine::Load(dir, runtime);
-    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-    GenerationRequest req = Request({5, 9, 2}, n);
-    req.ignore_eos = false;  // the config has no EOS
-    auto res = (*engine)->Generate({req});
-    ASSERT_TRUE(res.ok()) << res.status().ToString();
-    free_run = (*res)[0].tokens;
-    EXPECT_EQ((*res)[0].finish_reason, "length");
-  }
+// A copy of the fixture whose eos_token_id lists a token the greedy run generates.
+TEST_F(EngineTest, StopsAtEosUnlessIgnored) {
+  const int64_t n = 8;
+  const std::vector<int32_t> free_run = Run({Request(prompts_[0], n)})[0].tokens;
   ASSERT_EQ(free_run.size(), static_cast<size_t>(n));
   // EOS = the first generated token that differs from the first one (else the first one).
   size_t k = 0;
   while (k + 1 < free_run.size() && free_run[k] == free_run[0]) ++k;
   if (free_run[k] == free_run[0]) k = 0;
   const int32_t eos = free_run[k];
-  std::fprintf(stderr, "DEBUGK k=%zu eos=%d\n", k, eos);
-  int32_t unused = 47;  // a second EOS id that never comes up
+  int32_t unused = 255;  // a second EOS id that never comes up
   while (std::find(free_run.begin(), free_run.end(), unused) != free_run.end()) --unused;
-  {
-    std::ofstream out(dir + "/config.json");
-    out << config_json(", \"eos_token_id\": [" + std::to_string(unused) + ", " +
-                       std::to_string(eos) + "]");
-  }
-  auto engine = Engine::Load(dir, runtime);
+
+  testing::TempDir tmp;
+  const std::string fixture = testing::FixtureDir("mixtral");
+  std::filesystem::copy_file(fixture + "/model.safetensors", tmp.path() + "/model.safetensors");
+  std::ifstream in(fixture + "/config.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string config = text.str();
+  const std::string key = "\"eos_token_id\": 2,";
+  ASSERT_NE(config.find(key), std::string::npos);
+  config.replace(
+      config.find(key), key.size(),
+      "\"eos_token_id\": [" + std::to_string(unused) + ", " + std::to_string(eos) + "],");
+  std::ofstream(tmp.path() + "/config.json") << config;
+
+  RuntimeConfig runtime;
+  runtime.max_seq_len = kMaxSeqLen;
+  auto engine = Engine::Load(tmp.path(), runtime);
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-  ASSERT_EQ((*engine)->model().config().eos_token_ids.size(), 2u);
-  GenerationRequest stop = Request({5, 9, 2}, n);
+  ASSERT_EQ((*engine)->model().config().eos_token_ids, (std::vector<int32_t>{unused, eos}));
+  GenerationRequest stop = Request(prompts_[0], n);
   stop.ignore_eos = false;
-  auto res = (*engine)->Generate({stop, Request({5, 9, 2}, n)});
+  auto res = (*engine)->Generate({stop, Request(prompts_[0], n), Request(prompts_[1], 2)});
   ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_GT(k, 0u) << "pick a prompt whose greedy output is not one repeated token";
   EXPECT_EQ((*res)[0].tokens, std::vector<int32_t>(free_run.begin(), free_run.begin() + k + 1));
   EXPECT_EQ((*res)[0].finish_reason, "stop");
   EXPECT_EQ((*res)[1].tokens, free_run);  // ignore_eos
   EXPECT_EQ((*res)[1].finish_reason, "length");
+  EXPECT_EQ((*res)[2].tokens.size(), 2u);
   EXPECT_EQ((*engine)->cache().ActiveSlots(), 0);
 }
 

@@ -206,7 +206,10 @@ TEST(RopeTest, PairingConventions) {
   // Halves on a de-interleaved vector == de-interleaved result of interleave (HF's permutation).
   auto x = Random(dim, 50);
   std::vector<float> perm(dim);
-  for (int64_t i = 0; i < half; ++i) perm[i] = x[2 * i], perm[i + half] = x[2 * i + 1];
+  for (int64_t i = 0; i < half; ++i) {
+    perm[i] = x[2 * i];
+    perm[i + half] = x[2 * i + 1];
+  }
   ApplyRope(x.data(), dim, cos.data(), sin.data(), true);
   ApplyRope(perm.data(), dim, cos.data(), sin.data(), false);
   for (int64_t i = 0; i < half; ++i) EXPECT_EQ(perm[i], x[2 * i]) << i;

@@ -262,6 +262,17 @@ TEST(ModelConfigErrorTest, LinearRopeScalingRejected) {
   EXPECT_TRUE(IsError(s, StatusCode::kInvalidArgument, {"rope_scaling", "Qwen3MoeForCausalLM"}));
 }
 
+TEST(ModelConfigErrorTest, YarnFactorMustBePositive) {
+  Status s = ParseStatus(Edited("deepseek_v3_qlora", "\"factor\": 4.0", "\"factor\": 0.0"));
+  EXPECT_TRUE(IsError(s, StatusCode::kInvalidArgument, {"rope_scaling", "'factor'", "> 0"}));
+}
+
+// A rope_scaling error names its origin once (regression: it used to be prefixed twice).
+TEST(ModelConfigErrorTest, RopeScalingErrorNamesOriginOnce) {
+  Status s = ParseStatus(Edited("deepseek_v3_qlora", "\"factor\": 4.0", "\"factor\": 0.0"));
+  EXPECT_EQ(s.message(), "edited/config.json: rope_scaling: 'factor' must be a number > 0");
+}
+
 TEST(ModelConfigErrorTest, QuantizedCheckpointUnimplemented) {
   Status s = ParseStatus(Edited("deepseek_v3_qlora", "\"architectures\"",
                                 "\"quantization_config\": {\"quant_method\": \"fp8\"},\n  "

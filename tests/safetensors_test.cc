@@ -567,17 +567,39 @@ TEST(ParseTest, BadShapeValues) {
 }
 
 TEST(ParseTest, DeeplyNestedJsonDoesNotCrash) {
+  // Refused before parsing (a message built from such a value once recursed off the stack).
   for (int depth : {200, 100000, 2000000}) {
     const std::string nested = std::string(depth, '[') + std::string(depth, ']');
-    EXPECT_TRUE(Rejects(Image(Object({Entry("w", "U8", nested, 0, 0)})), {})) << "shape " << depth;
-    EXPECT_TRUE(Rejects(Image("{\"w\":" + nested + "}"), {})) << "entry " << depth;
+    const std::vector<std::string> images = {
+        Image(Object({Entry("w", "U8", nested, 0, 0)})),  // in a shape
+        Image("{\"w\":" + nested + "}"),                  // as an entry
+        Image("{\"w\":" + std::string(depth, '[')),       // unclosed
+    };
+    for (const auto& image : images) {
+      EXPECT_TRUE(Rejects(image, {"nested deeper than 128 levels at byte "})) << depth;
+    }
     std::string objects;
     for (int i = 0; i < depth; ++i) objects += "{\"a\":";
     objects += "1" + std::string(depth, '}');
-    EXPECT_TRUE(Rejects(Image("{\"__metadata__\":" + objects + "}"), {})) << "metadata " << depth;
-    // Unclosed: the parser sees the nesting before the input ends.
-    EXPECT_TRUE(Rejects(Image("{\"w\":" + std::string(depth, '[')), {})) << "unclosed " << depth;
+    EXPECT_TRUE(
+        Rejects(Image("{\"__metadata__\":" + objects + "}"), {"nested deeper than 128 levels"}))
+        << depth;
   }
+  // The root object is level 1, so the 128th '[' after `{"w":` (at header offset 5 + 127) is the
+  // first one too deep.
+  EXPECT_TRUE(Rejects(Image("{\"w\":" + std::string(128, '[')), {"at byte 140"}));
+  EXPECT_TRUE(Rejects(Image("{\"w\":" + std::string(127, '[')), {"invalid JSON"}));
+  // Brackets inside strings (escaped quotes included) do not count.
+  const std::string brackets = "[[[[{{{{\\\"" + std::string(1000, '[');
+  auto ok = Parse(Image(
+      Object({Entry("a", "U8", "[1]", 0, 1), "\"__metadata__\":{\"k\":\"" + brackets + "\"}"}),
+      Bytes(1)));
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->metadata.at("k"), "[[[[{{{{\"" + std::string(1000, '['));
+  // Nesting within the limit reaches the usual checks.
+  std::string shape = std::string(100, '[') + "1" + std::string(100, ']');
+  EXPECT_TRUE(Rejects(Image(Object({Entry("w", "U8", shape, 0, 1)}), Bytes(1)),
+                      {"tensor 'w'", "shape dimension 0 is an array", "non-negative integers"}));
 }
 
 TEST(ParseTest, BadDataOffsets) {
@@ -985,7 +1007,8 @@ TEST_F(CheckpointTest, IndexNotJson) {
   WriteShard(kShard1, {{"a", 2}});
   for (const std::string& text :
        std::vector<std::string>{"", "{", "not json", "{\"weight_map\":{\"a\":}}", "[1,2]", "\"x\"",
-                                "{\"weight_map\":{\"a\":\"x\"}} trailing"}) {
+                                "{\"weight_map\":{\"a\":\"x\"}} trailing",
+                                "{\"weight_map\":{},\"metadata\":{\"total_size\":1e999}}"}) {
     WriteFile(IndexPath(), text);
     EXPECT_TRUE(
         IsError(Checkpoint::Open(dir_), StatusCode::kDataLoss, {IndexPath(), "not valid JSON"}))

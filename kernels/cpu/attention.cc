@@ -32,9 +32,9 @@ bool WorthParallel(int64_t num_q, int64_t num_heads, int64_t ctx_len, int64_t wi
 
 }  // namespace
 
-void AttentionGqa(const float* q, int64_t num_q, int64_t start_pos, const float* k,
-                  const float* v, int64_t ctx_len, int64_t num_heads, int64_t num_kv_heads,
-                  int64_t head_dim, float scale, int64_t window, float* out) {
+void AttentionGqa(const float* q, int64_t num_q, int64_t start_pos, const float* k, const float* v,
+                  int64_t ctx_len, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+                  float scale, int64_t window, float* out) {
   const int64_t group = num_heads / num_kv_heads;
   const int64_t kv_stride = num_kv_heads * head_dim;
   const int64_t items = num_q * num_heads;
@@ -53,14 +53,15 @@ void AttentionGqa(const float* q, int64_t num_q, int64_t start_pos, const float*
       SoftmaxRange(scores.data(), first, pos);
       float* o = out + (qi * num_heads + h) * head_dim;
       std::fill(o, o + head_dim, 0.0f);
-      for (int64_t t = first; t <= pos; ++t) Axpy(scores[t], v + t * kv_stride + kvh * head_dim, o, head_dim);
+      for (int64_t t = first; t <= pos; ++t)
+        Axpy(scores[t], v + t * kv_stride + kvh * head_dim, o, head_dim);
     }
   }
 }
 
 void AttentionMla(const float* q_lat, const float* q_pe, int64_t num_q, int64_t start_pos,
-                  const float* cache, int64_t ctx_len, int64_t num_heads, int64_t lat,
-                  int64_t rope, float scale, float* out) {
+                  const float* cache, int64_t ctx_len, int64_t num_heads, int64_t lat, int64_t rope,
+                  float scale, float* out) {
   const int64_t row = lat + rope;
   const int64_t items = num_q * num_heads;
 #pragma omp parallel if (WorthParallel(num_q, num_heads, ctx_len, row))

@@ -42,16 +42,16 @@ void ApplyRope(float* x, int64_t dim, const float* cos, const float* sin, bool i
 // position 0 .. ctx_len-1 (ctx_len >= start_pos + num_q). Query head h reads KV head
 // h / (num_heads / num_kv_heads). window > 0 limits keys to the last `window` positions
 // (q_pos - window < k_pos <= q_pos). out: [num_q, num_heads, head_dim].
-void AttentionGqa(const float* q, int64_t num_q, int64_t start_pos, const float* k,
-                  const float* v, int64_t ctx_len, int64_t num_heads, int64_t num_kv_heads,
-                  int64_t head_dim, float scale, int64_t window, float* out);
+void AttentionGqa(const float* q, int64_t num_q, int64_t start_pos, const float* k, const float* v,
+                  int64_t ctx_len, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+                  float scale, int64_t window, float* out);
 
 // Causal MLA attention in the absorbed form for one sequence. q_lat: [num_q, num_heads, lat]
 // (q_nope already multiplied into the latent space), q_pe: [num_q, num_heads, rope];
 // cache: [ctx_len, lat + rope] holding normalised latents then RoPE'd k_pe per position.
 // out: [num_q, num_heads, lat] = Σ_t softmax_t(scale·(q_lat·c_t + q_pe·pe_t)) · c_t.
 void AttentionMla(const float* q_lat, const float* q_pe, int64_t num_q, int64_t start_pos,
-                  const float* cache, int64_t ctx_len, int64_t num_heads, int64_t lat,
-                  int64_t rope, float scale, float* out);
+                  const float* cache, int64_t ctx_len, int64_t num_heads, int64_t lat, int64_t rope,
+                  float scale, float* out);
 
 }  // namespace switchyard::cpu

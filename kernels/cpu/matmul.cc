@@ -9,7 +9,7 @@
 namespace switchyard::cpu {
 namespace {
 
-constexpr int64_t kRowsW = 4;  // W rows per micro-tile
+constexpr int64_t kRowsW = 4;    // W rows per micro-tile
 constexpr int64_t kBlockW = 32;  // W rows per parallel work item (stays in L2 for moderate k)
 
 float DotScalar(const float* a, const float* b, int64_t k) {
@@ -31,8 +31,8 @@ __attribute__((target("avx2,fma"))) inline float HSum(__m256 v) {
 
 // y[i][j] for MR rows of x (stride k) and 4 rows of W (stride k).
 template <int MR>
-__attribute__((target("avx2,fma"))) void Tile(const float* x, const float* w, int64_t k,
-                                              float* y, int64_t ldy, int64_t nw) {
+__attribute__((target("avx2,fma"))) void Tile(const float* x, const float* w, int64_t k, float* y,
+                                              int64_t ldy, int64_t nw) {
   __m256 acc[MR][kRowsW];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < kRowsW; ++j) acc[i][j] = _mm256_setzero_ps();
@@ -84,8 +84,8 @@ bool DetectAvx2() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-void Block(const float* x, int64_t m, int64_t k, const float* w, int64_t n0, int64_t n1,
-           float* y, int64_t ldy, const float* bias) {
+void Block(const float* x, int64_t m, int64_t k, const float* w, int64_t n0, int64_t n1, float* y,
+           int64_t ldy, const float* bias) {
   static const bool avx2 = DetectAvx2();
   if (avx2) {
     BlockAvx2(x, m, k, w, n0, n1, ldy, y);

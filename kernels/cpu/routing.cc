@@ -24,8 +24,8 @@ void TopK(const float* values, int64_t n, int64_t k, int32_t* out) {
 void RouteOne(const float* logits, const RoutingParams& p, float* scratch, int32_t* idx,
               float* weights) {
   const int64_t e = p.num_experts;
-  float* score = scratch;         // unbiased scores (weights come from these)
-  float* choice = scratch + e;    // selection scores
+  float* score = scratch;       // unbiased scores (weights come from these)
+  float* choice = scratch + e;  // selection scores
   if (p.sigmoid_group) {
     for (int64_t i = 0; i < e; ++i) {
       score[i] = 1.0f / (1.0f + std::exp(-logits[i]));
@@ -37,10 +37,12 @@ void RouteOne(const float* logits, const RoutingParams& p, float* scratch, int32
       for (int64_t g = 0; g < p.n_group; ++g) {
         int32_t top2[2];
         TopK(choice + g * per_group, per_group, 2, top2);
-        group_score[g] = choice[g * per_group + top2[0]] + choice[g * per_group + top2[1]];
+        group_score[g] = choice[g * per_group + top2[0]] +
+                         (per_group > 1 ? choice[g * per_group + top2[1]] : 0.0f);
       }
       int32_t kept[64];
-      int32_t* kept_groups = p.topk_group <= 64 ? kept : reinterpret_cast<int32_t*>(scratch + 3 * e);
+      int32_t* kept_groups =
+          p.topk_group <= 64 ? kept : reinterpret_cast<int32_t*>(scratch + 3 * e);
       TopK(group_score, p.n_group, p.topk_group, kept_groups);
       for (int64_t g = 0; g < p.n_group; ++g) {
         bool keep = false;
@@ -59,7 +61,8 @@ void RouteOne(const float* logits, const RoutingParams& p, float* scratch, int32
       sum += weights[j];
     }
     float denom = p.norm_topk_prob ? sum + 1e-20f : 1.0f;
-    for (int64_t j = 0; j < p.num_topk; ++j) weights[j] = weights[j] / denom * p.routed_scaling_factor;
+    for (int64_t j = 0; j < p.num_topk; ++j)
+      weights[j] = weights[j] / denom * p.routed_scaling_factor;
     return;
   }
   float max = logits[0];
@@ -77,7 +80,8 @@ void RouteOne(const float* logits, const RoutingParams& p, float* scratch, int32
     sum += weights[j];
   }
   float denom = p.norm_topk_prob ? sum : 1.0f;
-  for (int64_t j = 0; j < p.num_topk; ++j) weights[j] = weights[j] / denom * p.routed_scaling_factor;
+  for (int64_t j = 0; j < p.num_topk; ++j)
+    weights[j] = weights[j] / denom * p.routed_scaling_factor;
 }
 
 }  // namespace

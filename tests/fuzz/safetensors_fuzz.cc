@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "model/safetensors.h"
 
@@ -25,14 +27,13 @@ void Check(bool condition, const char* what) {
   }
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+// Parses one image and checks the result.
+void ParseAndCheck(const uint8_t* data, size_t size) {
   auto result = switchyard::ParseSafetensors(data, size, kPath);
   if (!result.ok()) {
     Check(result.status().code() == switchyard::StatusCode::kDataLoss, "error code is DATA_LOSS");
     Check(result.status().message().find(kPath) != std::string::npos, "error names the file");
-    return 0;
+    return;
   }
   const switchyard::SafetensorsHeader& header = *result;
   Check(header.header_size >= 2 && header.data_offset() <= size, "header inside the input");
@@ -55,5 +56,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   Check(header.data_offset() + expected == size, "tensors end at the end of the input");
   (void)sink;
+}
+
+}  // namespace
+
+// Each input is tried twice: as a whole file image, and as [u16 data size][header JSON] from which
+// a well-formed length prefix and a data buffer of that size are built, so that the fuzzer reaches
+// the checks after the length checks (and valid headers) far more often.
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  ParseAndCheck(data, size);
+  if (size >= 2) {
+    const size_t buffer = data[0] | (size_t{data[1]} << 8);
+    const size_t n = size - 2;
+    std::vector<uint8_t> image(8 + n + buffer, 0x5a);
+    for (int i = 0; i < 8; ++i) image[i] = static_cast<uint8_t>((uint64_t{n} >> (8 * i)) & 0xff);
+    if (n > 0) std::memcpy(image.data() + 8, data + 2, n);
+    ParseAndCheck(image.data(), image.size());
+  }
   return 0;
 }

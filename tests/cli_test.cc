@@ -181,7 +181,7 @@ TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
   ExpectCliError(Run("generate --model " + Fixture() + " --prompt-ids 1,999"), "999");
   ExpectCliError(Run("generate --model " + Fixture() + " --prompt-ids 1 --top-p 2"), "top_p");
   ExpectCliError(Run("generate --prompt-ids 1"), "--model");
-  ExpectCliError(Run("frobnicate"), "subcommand");
+  ExpectCliError(Run("frobnicate"), "unknown command 'frobnicate'");
   ExpectCliError(Run("info --model /nonexistent/switchyard"), "/nonexistent/switchyard");
   ExpectCliError(
       Run("generate --model " + Fixture() + " --prompt-ids 1", "SWITCHYARD_MAX_SEQ_LEN=x"),

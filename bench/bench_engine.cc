@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "common/logging.h"
 #include "common/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -30,25 +31,6 @@ using namespace switchyard;
 
 namespace {
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double StreamReadGBs() {
-  const int64_t n = (int64_t{1} << 30) / sizeof(float);
-  std::vector<float> a(n, 1.0f);
-  double best = 0, sink = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    double t0 = Now(), sum = 0;
-#pragma omp parallel for reduction(+ : sum) schedule(static)
-    for (int64_t i = 0; i < n; ++i) sum += a[i];
-    double t1 = Now();
-    sink += sum;
-    best = std::max(best, n * sizeof(float) / (t1 - t0) / 1e9);
-  }
-  return best + (sink < 0 ? 1 : 0);
-}
-
 // GFLOP/s of y = x·wᵀ for [m,k] x [n,k]: ours vs OpenBLAS (same threads).
 void GemmRatio(int64_t m, int64_t k, int64_t n, double* ours, double* blas) {
   std::vector<float> x(m * k, 0.5f), w(n * k, 0.25f), y(m * n);
@@ -56,9 +38,9 @@ void GemmRatio(int64_t m, int64_t k, int64_t n, double* ours, double* blas) {
     fn();
     double best = 1e30;
     for (int rep = 0; rep < 5; ++rep) {
-      double t0 = Now();
+      double t0 = bench::Now();
       fn();
-      best = std::min(best, Now() - t0);
+      best = std::min(best, bench::Now() - t0);
     }
     return 2.0 * m * n * k / best / 1e9;
   };
@@ -127,7 +109,7 @@ int main(int argc, char** argv) {
   }
   const ModelConfig& c = (*engine)->model().config();
   const ModelWeights& w = (*engine)->model().weights();
-  const double stream = StreamReadGBs();
+  const double stream = bench::StreamReadGBs();
   const int64_t expert_bytes = 3 * c.hidden * c.moe_intermediate_size * 4;
   const int64_t dense_bytes = w.ResidentBytes() - w.ExpertBytes() - w.embed.bytes();
   std::printf("# threads %d, streaming read %.1f GB/s, non-expert weights %.0f MB, %s\n",

@@ -1,8 +1,11 @@
 #include "kernels/cpu/routing.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
 
 namespace switchyard::cpu {
 namespace {
@@ -65,14 +68,8 @@ void RouteOne(const float* logits, const RoutingParams& p, float* scratch, int32
       weights[j] = weights[j] / denom * p.routed_scaling_factor;
     return;
   }
-  float max = logits[0];
-  for (int64_t i = 1; i < e; ++i) max = std::max(max, logits[i]);
-  float total = 0.0f;
-  for (int64_t i = 0; i < e; ++i) {
-    score[i] = std::exp(logits[i] - max);
-    total += score[i];
-  }
-  for (int64_t i = 0; i < e; ++i) score[i] /= total;
+  std::copy(logits, logits + e, score);
+  SoftmaxInPlace(score, e);
   TopK(score, e, p.num_topk, idx);
   float sum = 0.0f;
   for (int64_t j = 0; j < p.num_topk; ++j) {

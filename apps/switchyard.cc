@@ -37,6 +37,7 @@ struct RuntimeFlags {
   int threads = -1;
   int64_t max_seq_len = -1;
   int64_t max_batch_tokens = -1;
+  std::string expert_format;
   bool print_config = false;
 
   void Add(CLI::App* app) {
@@ -45,6 +46,8 @@ struct RuntimeFlags {
     app->add_option("--threads", threads, "compute threads (0 = all cores)");
     app->add_option("--max-seq-len", max_seq_len, "KV-cache capacity per sequence (tokens)");
     app->add_option("--max-batch-tokens", max_batch_tokens, "most tokens in one forward step");
+    app->add_option("--expert-format", expert_format,
+                    "routed experts in memory: f32, or quantized at load time to nvfp4 | mxfp4");
     app->add_flag("--print-config", print_config, "print the effective runtime configuration");
   }
 
@@ -57,6 +60,7 @@ struct RuntimeFlags {
     if (threads >= 0) config.num_threads = threads;
     if (max_seq_len >= 0) config.max_seq_len = max_seq_len;
     if (max_batch_tokens >= 0) config.max_batch_tokens = max_batch_tokens;
+    if (!expert_format.empty()) config.expert_format = expert_format;
     RETURN_IF_ERROR(ValidateRuntimeConfig(config).WithContext("command line"));
     LogLevel level;
     ParseLogLevel(config.log_level, &level);

@@ -59,10 +59,12 @@ Status ParseRuntimeConfigYaml(const std::string& text, const std::string& origin
       RETURN_IF_ERROR(ReadScalar(v, key, origin, "an integer", &config->max_seq_len));
     } else if (key == "max_batch_tokens") {
       RETURN_IF_ERROR(ReadScalar(v, key, origin, "an integer", &config->max_batch_tokens));
+    } else if (key == "expert_format") {
+      RETURN_IF_ERROR(ReadScalar(v, key, origin, "a string", &config->expert_format));
     } else {
       return InvalidArgumentError(
           origin + ": unknown key '" + key +
-          "' (known: log_level, num_threads, max_seq_len, max_batch_tokens)");
+          "' (known: log_level, num_threads, max_seq_len, max_batch_tokens, expert_format)");
     }
   }
   return ValidateRuntimeConfig(*config).WithContext(origin);
@@ -91,6 +93,9 @@ Status ApplyRuntimeConfigEnv(RuntimeConfig* config) {
   config->num_threads = static_cast<int>(threads);
   RETURN_IF_ERROR(ParseEnvInt("SWITCHYARD_MAX_SEQ_LEN", &config->max_seq_len));
   RETURN_IF_ERROR(ParseEnvInt("SWITCHYARD_MAX_BATCH_TOKENS", &config->max_batch_tokens));
+  if (const char* format = std::getenv("SWITCHYARD_EXPERT_FORMAT"); format && *format) {
+    config->expert_format = format;
+  }
   return ValidateRuntimeConfig(*config).WithContext("environment");
 }
 
@@ -112,6 +117,11 @@ Status ValidateRuntimeConfig(const RuntimeConfig& config) {
     return InvalidArgumentError("max_batch_tokens must be >= 1, got " +
                                 std::to_string(config.max_batch_tokens));
   }
+  if (config.expert_format != "f32" && config.expert_format != "nvfp4" &&
+      config.expert_format != "mxfp4") {
+    return InvalidArgumentError("expert_format '" + config.expert_format +
+                                "' is not one of f32, nvfp4, mxfp4");
+  }
   return OkStatus();
 }
 
@@ -120,7 +130,8 @@ std::string RuntimeConfigToYaml(const RuntimeConfig& config) {
   out << "log_level: " << config.log_level << "\n"
       << "num_threads: " << config.num_threads << "\n"
       << "max_seq_len: " << config.max_seq_len << "\n"
-      << "max_batch_tokens: " << config.max_batch_tokens << "\n";
+      << "max_batch_tokens: " << config.max_batch_tokens << "\n"
+      << "expert_format: " << config.expert_format << "\n";
   return out.str();
 }
 

@@ -13,10 +13,11 @@
 namespace switchyard {
 
 struct RuntimeConfig {
-  std::string log_level = "info";   // trace|debug|info|warn|error|off
-  int num_threads = 0;              // compute threads; 0 = all online cores
-  int64_t max_seq_len = 4096;       // KV-cache capacity per sequence, in tokens
-  int64_t max_batch_tokens = 8192;  // most tokens in one forward step (prefill chunks + decodes)
+  std::string log_level = "info";     // trace|debug|info|warn|error|off
+  int num_threads = 0;                // compute threads; 0 = all online cores
+  int64_t max_seq_len = 4096;         // KV-cache capacity per sequence, in tokens
+  int64_t max_batch_tokens = 8192;    // most tokens in one forward step (prefill chunks + decodes)
+  std::string expert_format = "f32";  // routed experts in memory: f32 | nvfp4 | mxfp4
 };
 
 // Reads the YAML file at `path` over `config` (keys absent from the file keep their values).
@@ -25,7 +26,7 @@ Status LoadRuntimeConfigYaml(const std::string& path, RuntimeConfig* config);
 Status ParseRuntimeConfigYaml(const std::string& text, const std::string& origin,
                               RuntimeConfig* config);
 // Applies SWITCHYARD_LOG_LEVEL, SWITCHYARD_NUM_THREADS, SWITCHYARD_MAX_SEQ_LEN,
-// SWITCHYARD_MAX_BATCH_TOKENS when set.
+// SWITCHYARD_MAX_BATCH_TOKENS, SWITCHYARD_EXPERT_FORMAT when set.
 Status ApplyRuntimeConfigEnv(RuntimeConfig* config);
 // Checks ranges; errors name the key.
 Status ValidateRuntimeConfig(const RuntimeConfig& config);

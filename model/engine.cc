@@ -26,7 +26,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_dir,
                                                const RuntimeConfig& runtime) {
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
   LOG_INFO("engine", "model %s", config.Summary().c_str());
-  ASSIGN_OR_RETURN(auto weights, LoadModelWeights(model_dir, config));
+  LoadSelection selection;
+  ASSIGN_OR_RETURN(selection.expert_format, ParseExpertFormat(runtime.expert_format));
+  ASSIGN_OR_RETURN(auto weights, LoadModelWeights(model_dir, config, selection));
   auto model = std::make_unique<Model>(std::move(config), std::move(weights));
   auto experts = std::make_unique<LocalExpertRunner>(model->config(), model->weights());
   auto engine = std::make_unique<Engine>(model.get(), experts.get(), runtime);

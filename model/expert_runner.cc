@@ -4,20 +4,31 @@
 #include <cstring>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/fp4_gemm.h"
 
 namespace switchyard {
 namespace {
 
+// y[n, out] = x[n, in] · Wᵀ for an FP32 or FP4 projection.
+template <bool kParallel>
+void Project(const Linear& lin, const float* x, int64_t n, float* y) {
+  if (lin.quantized()) {
+    (kParallel ? cpu::Fp4MatMulTransB : cpu::Fp4MatMulTransBSerial)(x, n, lin.fp4, y);
+  } else {
+    (kParallel ? cpu::MatMulTransB : cpu::MatMulTransBSerial)(x, n, lin.in(), lin.weight.data(),
+                                                              lin.out(), y, nullptr);
+  }
+}
+
 template <bool kParallel>
 void Mlp(const MlpWeights& mlp, const float* x, int64_t n, float* scratch, float* out) {
-  const int64_t hidden = mlp.gate.in(), inter = mlp.gate.out();
+  const int64_t inter = mlp.gate.out();
   float* gate = scratch;
   float* up = scratch + n * inter;
-  auto mm = kParallel ? cpu::MatMulTransB : cpu::MatMulTransBSerial;
-  mm(x, n, hidden, mlp.gate.weight.data(), inter, gate, nullptr);
-  mm(x, n, hidden, mlp.up.weight.data(), inter, up, nullptr);
+  Project<kParallel>(mlp.gate, x, n, gate);
+  Project<kParallel>(mlp.up, x, n, up);
   cpu::SiluMul(gate, up, n * inter, gate);
-  mm(gate, n, inter, mlp.down.weight.data(), hidden, out, nullptr);
+  Project<kParallel>(mlp.down, gate, n, out);
 }
 
 }  // namespace

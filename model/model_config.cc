@@ -323,8 +323,19 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::
                                 "' is not supported (supported: " + kSupported + ")");
   }
   if (root.contains("quantization_config")) {
-    return UnimplementedError(origin + ": quantized checkpoints ('quantization_config') are not" +
-                              " supported yet; use a BF16/F16/F32 checkpoint");
+    const json& q = root.at("quantization_config");
+    const std::string method = q.is_object() ? q.value("quant_method", "") : "";
+    const std::string algo = q.is_object() ? q.value("quant_algo", "") : "";
+    if (method != "modelopt") {
+      return UnimplementedError(origin + ": quantization_config.quant_method '" + method +
+                                "' is not supported (supported: modelopt with quant_algo NVFP4," +
+                                " W4A16_NVFP4 or MXFP4)");
+    }
+    if (algo != "NVFP4" && algo != "W4A16_NVFP4" && algo != "MXFP4") {
+      return UnimplementedError(origin + ": quantization_config.quant_algo '" + algo +
+                                "' is not supported (supported: NVFP4, W4A16_NVFP4, MXFP4)");
+    }
+    c.quant_algo = algo;
   }
   c.vocab_size = k.PositiveInt("vocab_size");
   c.hidden = k.PositiveInt("hidden_size");

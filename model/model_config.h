@@ -48,6 +48,11 @@ struct ModelConfig {
   int32_t eos_token_id = -1;  // first EOS id, -1 if none
   std::vector<int32_t> eos_token_ids;
 
+  // Quantized checkpoint (config.json "quantization_config"): "" = none; "NVFP4" /
+  // "W4A16_NVFP4" (ModelOpt, quant_method "modelopt"); "MXFP4" (switchyard's MXFP4 layout, same
+  // tensor names with E8M0 scales). FP4 tensors are read as stored; the rest as usual.
+  std::string quant_algo;
+
   // MLA (DeepSeek); q_lora_rank == 0 means a single q_proj.
   bool mla = false;
   int64_t q_lora_rank = 0;

@@ -482,6 +482,12 @@ std::vector<std::string> Checkpoint::TensorNames() const {
   return names;
 }
 
+std::vector<const SafetensorsFile*> Checkpoint::Files() const {
+  std::vector<const SafetensorsFile*> out;
+  for (const auto& f : files_) out.push_back(f.get());
+  return out;
+}
+
 uint64_t Checkpoint::TotalBytes() const {
   uint64_t total = 0;
   for (const auto& [name, entry] : entries_) total += entry.info->end - entry.info->begin;

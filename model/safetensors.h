@@ -112,6 +112,8 @@ class Checkpoint {
   std::vector<std::string> TensorNames() const;
   // Sum of all tensors' byte sizes.
   uint64_t TotalBytes() const;
+  // The files, in shard order (one for a single-file checkpoint).
+  std::vector<const SafetensorsFile*> Files() const;
 
  private:
   std::string dir_;

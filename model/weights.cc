@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <new>
 #include <set>
@@ -18,6 +19,7 @@ namespace {
 struct Slot {
   WeightSpec spec;
   Tensor* dest;
+  Linear* linear = nullptr;  // routed-expert projections: may be quantized after loading
 };
 
 class SlotBuilder {
@@ -32,14 +34,28 @@ class SlotBuilder {
     Add(prefix + ".weight", {out, in}, &dest->weight, WeightSpec::Kind::kLinear);
     if (bias) Add(prefix + ".bias", {out}, &dest->bias, WeightSpec::Kind::kBias);
   }
+  void ExpertLinear(const std::string& prefix, int64_t out, int64_t in, switchyard::Linear* dest) {
+    Add(prefix + ".weight", {out, in}, &dest->weight, WeightSpec::Kind::kExpertLinear);
+    slots_->back().linear = dest;
+  }
   void Norm(const std::string& name, int64_t n, Tensor* dest) {
     Add(name, {n}, dest, WeightSpec::Kind::kNorm);
   }
+  // Dense and shared-expert MLPs: FP32, or FP4 when the checkpoint stores them so.
   void Mlp(const std::string& prefix, const char* gate, const char* up, const char* down,
            int64_t hidden, int64_t inter, MlpWeights* dest) {
     Linear(prefix + "." + gate, inter, hidden, &dest->gate);
+    slots_->back().linear = &dest->gate;
     Linear(prefix + "." + up, inter, hidden, &dest->up);
+    slots_->back().linear = &dest->up;
     Linear(prefix + "." + down, hidden, inter, &dest->down);
+    slots_->back().linear = &dest->down;
+  }
+  void ExpertMlp(const std::string& prefix, const char* gate, const char* up, const char* down,
+                 int64_t hidden, int64_t inter, MlpWeights* dest) {
+    ExpertLinear(prefix + "." + gate, inter, hidden, &dest->gate);
+    ExpertLinear(prefix + "." + up, inter, hidden, &dest->up);
+    ExpertLinear(prefix + "." + down, hidden, inter, &dest->down);
   }
 
  private:
@@ -112,10 +128,10 @@ void BuildSlots(const ModelConfig& c, const LoadSelection& sel, ModelWeights* w,
       if (sel.want_expert && !sel.want_expert(l, e)) continue;
       const std::string ep = moe + ".experts." + std::to_string(e);
       if (mixtral) {
-        b.Mlp(ep, "w1", "w3", "w2", c.hidden, c.moe_intermediate_size, &lw.experts[e]);
+        b.ExpertMlp(ep, "w1", "w3", "w2", c.hidden, c.moe_intermediate_size, &lw.experts[e]);
       } else {
-        b.Mlp(ep, "gate_proj", "up_proj", "down_proj", c.hidden, c.moe_intermediate_size,
-              &lw.experts[e]);
+        b.ExpertMlp(ep, "gate_proj", "up_proj", "down_proj", c.hidden, c.moe_intermediate_size,
+                    &lw.experts[e]);
       }
     }
     if (c.shared_intermediate_size > 0) {
@@ -134,7 +150,7 @@ void BuildSlots(const ModelConfig& c, const LoadSelection& sel, ModelWeights* w,
 // Converts `count` elements of a checkpoint dtype to FP32. Deliberately one thread: the cost is
 // page faults (source mapping and fresh destination pages), which serialise on the address-space
 // lock; two threads measured 1.7-2x slower here (bench_load, 1.8 GB F32: 4.5 s vs 2.6 s).
-void ConvertToF32(const uint8_t* src, DType dtype, int64_t count, float* dst) {
+void ConvertTensor(const uint8_t* src, DType dtype, int64_t count, float* dst) {
   constexpr int64_t kChunk = 1 << 16;
   for (int64_t c0 = 0; c0 < count; c0 += kChunk) {
     int64_t c1 = std::min(count, c0 + kChunk);
@@ -197,21 +213,129 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+// The companions of an FP4 weight `<prefix>.weight` (U8 [out, in/2]): `<prefix>.weight_scale`
+// (F8_E4M3 [out, in/16] for NVFP4; F8_E8M0 or U8 [out, in/32] for MXFP4) and, for NVFP4,
+// `<prefix>.weight_scale_2` (F32, one element: the per-tensor scale). ModelOpt's `input_scale`
+// (activation calibration) is not needed: activations stay FP32.
+struct Fp4Parts {
+  Checkpoint::Entry scale{nullptr, nullptr};
+  Checkpoint::Entry scale_2{nullptr, nullptr};
+  cpu::Fp4Format format = cpu::Fp4Format::kNvFp4;
+};
+
+std::string Where(const Checkpoint::Entry& e) {
+  return "tensor '" + e.info->name + "' in '" + e.file->path() + "' at byte " +
+         std::to_string(e.file->FileOffset(*e.info));
+}
+
+Status ResolveFp4(const Checkpoint& ckpt, const WeightSpec& spec, Fp4Parts* parts) {
+  const std::string prefix = spec.name.substr(0, spec.name.size() - std::string(".weight").size());
+  const Checkpoint::Entry weight = ckpt.Find(spec.name);
+  const int64_t out = spec.shape[0], in = spec.shape[1];
+  parts->scale = ckpt.Find(prefix + ".weight_scale");
+  if (parts->scale.file == nullptr) {
+    return NotFoundError(Where(weight) + " is U8 (FP4) but '" + prefix +
+                         ".weight_scale' is missing");
+  }
+  const TensorInfo& scale = *parts->scale.info;
+  if (scale.dtype == DType::kF8E4M3) {
+    parts->format = cpu::Fp4Format::kNvFp4;
+  } else if (scale.dtype == DType::kF8E8M0 || scale.dtype == DType::kU8) {
+    parts->format = cpu::Fp4Format::kMxFp4;
+  } else {
+    return InvalidArgumentError(Where(parts->scale) + " has dtype " + DTypeName(scale.dtype) +
+                                " (FP4 block scales are F8_E4M3 for NVFP4, F8_E8M0/U8 for MXFP4)");
+  }
+  const int block = cpu::Fp4BlockSize(parts->format);
+  if (in % block != 0) {
+    return InvalidArgumentError(
+        Where(weight) + ": " + std::to_string(in) + " input features are not a multiple of the " +
+        std::to_string(block) + "-element " + cpu::Fp4FormatName(parts->format) + " block");
+  }
+  if (weight.info->shape != std::vector<int64_t>{out, in / 2}) {
+    return InvalidArgumentError(Where(weight) + " has shape " + weight.info->ShapeString() +
+                                ", FP4 packing of config.json's [" + std::to_string(out) + ", " +
+                                std::to_string(in) + "] needs [" + std::to_string(out) + ", " +
+                                std::to_string(in / 2) + "]");
+  }
+  if (scale.shape != std::vector<int64_t>{out, in / block}) {
+    return InvalidArgumentError(Where(parts->scale) + " has shape " + scale.ShapeString() +
+                                ", expected [" + std::to_string(out) + ", " +
+                                std::to_string(in / block) + "]");
+  }
+  if (parts->format == cpu::Fp4Format::kNvFp4) {
+    parts->scale_2 = ckpt.Find(prefix + ".weight_scale_2");
+    if (parts->scale_2.file == nullptr) {
+      return NotFoundError(Where(weight) + " is NVFP4 but '" + prefix +
+                           ".weight_scale_2' is missing");
+    }
+    const TensorInfo& s2 = *parts->scale_2.info;
+    if (s2.dtype != DType::kF32 || s2.NumElements() != 1) {
+      return InvalidArgumentError(Where(parts->scale_2) + " must be one F32 value, got " +
+                                  DTypeName(s2.dtype) + " " + s2.ShapeString());
+    }
+    float g;
+    std::memcpy(&g, parts->scale_2.file->Data(s2), 4);
+    if (!std::isfinite(g) || g <= 0) {
+      return InvalidArgumentError(Where(parts->scale_2) + " holds " + std::to_string(g) +
+                                  ", not a positive finite scale");
+    }
+  }
+  return OkStatus();
+}
+
+cpu::Fp4Weight ReadFp4(const WeightSpec& spec, const Checkpoint::Entry& weight,
+                       const Fp4Parts& parts) {
+  cpu::Fp4Weight w;
+  w.format = parts.format;
+  w.rows = spec.shape[0];
+  w.cols = w.padded_cols = spec.shape[1];
+  const uint8_t* packed = weight.file->Data(*weight.info);
+  w.packed.assign(packed, packed + (weight.info->end - weight.info->begin));
+  const uint8_t* scales = parts.scale.file->Data(*parts.scale.info);
+  w.scales.assign(scales, scales + (parts.scale.info->end - parts.scale.info->begin));
+  if (parts.scale_2.file != nullptr) {
+    std::memcpy(&w.global_scale, parts.scale_2.file->Data(*parts.scale_2.info), 4);
+  }
+  return w;
+}
+
 }  // namespace
+
+void ConvertToF32(const uint8_t* src, DType dtype, int64_t count, float* dst) {
+  ConvertTensor(src, dtype, count, dst);
+}
+
+StatusOr<ExpertFormat> ParseExpertFormat(const std::string& text) {
+  if (text == "f32") return ExpertFormat::kF32;
+  if (text == "nvfp4") return ExpertFormat::kNvFp4;
+  if (text == "mxfp4") return ExpertFormat::kMxFp4;
+  return InvalidArgumentError("expert format '" + text + "' is not one of f32, nvfp4, mxfp4");
+}
+
+const char* ExpertFormatName(ExpertFormat format) {
+  switch (format) {
+    case ExpertFormat::kF32:
+      return "f32";
+    case ExpertFormat::kNvFp4:
+      return "nvfp4";
+    case ExpertFormat::kMxFp4:
+      return "mxfp4";
+  }
+  return "?";
+}
 
 int64_t ModelWeights::ResidentBytes() const {
   int64_t total = embed.bytes() + norm.bytes() + lm_head.bytes();
-  auto mlp = [](const MlpWeights& m) {
-    return m.gate.weight.bytes() + m.up.weight.bytes() + m.down.weight.bytes();
-  };
+  auto mlp = [](const MlpWeights& m) { return m.gate.Bytes() + m.up.Bytes() + m.down.Bytes(); };
   for (const auto& l : layers) {
     total += l.input_norm.bytes() + l.post_attention_norm.bytes();
     const AttentionWeights& a = l.attn;
     for (const Linear* lin : {&a.q, &a.k, &a.v, &a.o, &a.q_a, &a.q_b, &a.kv_a, &a.kv_b}) {
-      total += lin->weight.bytes() + lin->bias.bytes();
+      total += lin->Bytes();
     }
     total += a.q_norm.bytes() + a.k_norm.bytes() + a.q_a_norm.bytes() + a.kv_a_norm.bytes();
-    total += mlp(l.dense) + l.router.weight.bytes() + l.router_bias.bytes() + mlp(l.shared);
+    total += mlp(l.dense) + l.router.Bytes() + l.router_bias.bytes() + mlp(l.shared);
     for (const auto& e : l.experts) total += mlp(e);
   }
   return total;
@@ -220,9 +344,7 @@ int64_t ModelWeights::ResidentBytes() const {
 int64_t ModelWeights::ExpertBytes() const {
   int64_t total = 0;
   for (const auto& l : layers) {
-    for (const auto& e : l.experts) {
-      total += e.gate.weight.bytes() + e.up.weight.bytes() + e.down.weight.bytes();
-    }
+    for (const auto& e : l.experts) total += e.gate.Bytes() + e.up.Bytes() + e.down.Bytes();
   }
   return total;
 }
@@ -255,6 +377,7 @@ StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string& dir,
   // Pass 1: resolve and check everything; nothing is allocated until all of it is right.
   std::vector<std::string> problems;
   std::vector<Checkpoint::Entry> entries(slots.size());
+  std::vector<Fp4Parts> fp4_parts(slots.size());
   int64_t total_bytes = 0;
   for (size_t i = 0; i < slots.size(); ++i) {
     const WeightSpec& spec = slots[i].spec;
@@ -265,6 +388,16 @@ StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string& dir,
       continue;
     }
     const TensorInfo& info = *e.info;
+    if (slots[i].linear != nullptr && info.dtype == DType::kU8) {  // stored in FP4
+      Status st = ResolveFp4(*ckpt, spec, &fp4_parts[i]);
+      if (!st.ok()) {
+        problems.push_back(st.message());
+        continue;
+      }
+      entries[i] = e;
+      total_bytes += static_cast<int64_t>(info.end - info.begin);
+      continue;
+    }
     if (info.dtype != DType::kF32 && info.dtype != DType::kBF16 && info.dtype != DType::kF16) {
       problems.push_back("tensor '" + spec.name + "' in '" + e.file->path() + "' at byte " +
                          std::to_string(e.file->FileOffset(info)) + " has dtype " +
@@ -297,10 +430,26 @@ StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string& dir,
   try {
     for (size_t i = 0; i < slots.size(); ++i) {
       const TensorInfo& info = *entries[i].info;
+      if (fp4_parts[i].scale.file != nullptr) {
+        slots[i].linear->fp4 = ReadFp4(slots[i].spec, entries[i], fp4_parts[i]);
+        done_bytes += static_cast<int64_t>(info.end - info.begin);
+        progress.Update(done_bytes, static_cast<int64_t>(i + 1));
+        continue;
+      }
       Tensor t = Tensor::Uninitialized(slots[i].spec.shape);
-      ConvertToF32(entries[i].file->Data(info), info.dtype, info.NumElements(), t.data());
+      ConvertTensor(entries[i].file->Data(info), info.dtype, info.NumElements(), t.data());
       entries[i].file->Release(info);
-      *slots[i].dest = std::move(t);
+      if (slots[i].spec.kind == WeightSpec::Kind::kExpertLinear &&
+          selection.expert_format != ExpertFormat::kF32) {
+        const auto format = selection.expert_format == ExpertFormat::kNvFp4
+                                ? cpu::Fp4Format::kNvFp4
+                                : cpu::Fp4Format::kMxFp4;
+        auto q = cpu::QuantizeFp4(t.data(), t.dim(0), t.dim(1), format, slots[i].spec.name);
+        if (!q.ok()) return q.status().WithContext("checkpoint '" + dir + "'");
+        slots[i].linear->fp4 = std::move(*q);  // the FP32 tensor is freed here
+      } else {
+        *slots[i].dest = std::move(t);
+      }
       done_bytes += static_cast<int64_t>(info.end - info.begin);
       progress.Update(done_bytes, static_cast<int64_t>(i + 1));
     }

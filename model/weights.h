@@ -14,20 +14,32 @@
 
 #include "common/status.h"
 #include "common/tensor.h"
+#include "kernels/cpu/fp4_gemm.h"
 #include "model/model_config.h"
+#include "model/safetensors.h"
 
 namespace switchyard {
 
 struct Linear {
-  Tensor weight;  // [out, in]
-  Tensor bias;    // [out] or empty
-  int64_t out() const { return weight.empty() ? 0 : weight.dim(0); }
-  int64_t in() const { return weight.empty() ? 0 : weight.dim(1); }
+  Tensor weight;       // [out, in] FP32, or empty when quantized
+  cpu::Fp4Weight fp4;  // the FP4 form (routed experts with expert_format nvfp4/mxfp4)
+  Tensor bias;         // [out] or empty
+  bool quantized() const { return fp4.rows > 0; }
+  bool loaded() const { return !weight.empty() || quantized(); }
+  int64_t out() const { return quantized() ? fp4.rows : weight.empty() ? 0 : weight.dim(0); }
+  int64_t in() const { return quantized() ? fp4.cols : weight.empty() ? 0 : weight.dim(1); }
+  int64_t Bytes() const { return weight.bytes() + bias.bytes() + fp4.Bytes(); }
 };
+
+// How routed experts are held in memory: FP32 as loaded, or quantized at load time.
+enum class ExpertFormat { kF32, kNvFp4, kMxFp4 };
+// Parses "f32" | "nvfp4" | "mxfp4".
+StatusOr<ExpertFormat> ParseExpertFormat(const std::string& text);
+const char* ExpertFormatName(ExpertFormat format);
 
 struct MlpWeights {  // SwiGLU: down(silu(gate x) * up x)
   Linear gate, up, down;
-  bool loaded() const { return !gate.weight.empty(); }
+  bool loaded() const { return gate.loaded(); }
 };
 
 struct AttentionWeights {
@@ -67,6 +79,9 @@ struct LoadSelection {
   // Routed expert (layer, expert) to load; null = all experts of the selected layers.
   std::function<bool(int64_t layer, int64_t expert)> want_expert;
   bool embeddings = true;  // embed, final norm, lm_head
+  // Routed experts are quantized tensor by tensor as they load (the FP32 copy is dropped at
+  // once); a NaN/Inf weight is an error naming the tensor.
+  ExpertFormat expert_format = ExpertFormat::kF32;
 };
 
 struct LoadReport {
@@ -83,12 +98,22 @@ StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string& dir,
                                                          const LoadSelection& selection = {},
                                                          LoadReport* report = nullptr);
 
+// Converts `count` F32/BF16/F16 elements from a checkpoint to FP32 (other dtypes: not allowed).
+void ConvertToF32(const uint8_t* src, DType dtype, int64_t count, float* dst);
+
 // The checkpoint tensor names (and shapes) a configuration needs, in load order. Used by the
 // loader and by the generator of the built-in default model.
 struct WeightSpec {
   std::string name;
   std::vector<int64_t> shape;
-  enum class Kind { kNorm, kLinear, kBias, kEmbedding, kRouterBias } kind = Kind::kLinear;
+  enum class Kind {
+    kNorm,
+    kLinear,
+    kExpertLinear,
+    kBias,
+    kEmbedding,
+    kRouterBias
+  } kind = Kind::kLinear;
 };
 std::vector<WeightSpec> RequiredWeights(const ModelConfig& config,
                                         const LoadSelection& selection = {});

@@ -12,7 +12,7 @@ APT_PACKAGES=(
   libopenmpi-dev openmpi-bin libucx-dev
   clang-format python3 python3-pip
 )
-PIP_PACKAGES=(numpy)
+PIP_PACKAGES=(numpy ml_dtypes)
 # Pinned: transformers 4.56 writes the hub layout (one tensor per expert) and supports all three
 # families; torch 2.8 is its contemporary.
 ORACLE_PIP_PACKAGES=(torch==2.8.0 transformers==4.56.2 safetensors numpy)

@@ -17,6 +17,7 @@
 #include "common/parallel.h"
 #include "common/runtime_config.h"
 #include "model/engine.h"
+#include "model/quantize_checkpoint.h"
 #include "model/random_checkpoint.h"
 #include "model/safetensors.h"
 
@@ -219,16 +220,24 @@ int main(int argc, char** argv) {
       "make-default-model", "write the built-in default model (small DeepSeek-V3, random weights)");
   make_default->add_option("--out", default_out, "output directory")->required();
 
+  std::string quant_in, quant_out, quant_format = "nvfp4";
+  CLI::App* quantize = app.add_subcommand(
+      "quantize", "write an FP4 copy of a checkpoint (routed experts; ModelOpt NVFP4 layout)");
+  quantize->add_option("--model", quant_in, "input checkpoint directory (BF16/F16/F32)")
+      ->required();
+  quantize->add_option("--out", quant_out, "output directory")->required();
+  quantize->add_option("--format", quant_format, "nvfp4 | mxfp4")->capture_default_str();
+
   std::string info_model;
   CLI::App* info = app.add_subcommand("info", "describe a checkpoint");
   info->add_option("--model", info_model, "checkpoint directory")->required();
 
   const std::string first = argc > 1 ? argv[1] : "";
   if (!first.empty() && first[0] != '-' && first != "generate" && first != "make-default-model" &&
-      first != "info") {
+      first != "info" && first != "quantize") {
     std::fprintf(stderr,
                  "switchyard: error: unknown command '%s' (commands: generate, make-default-model,"
-                 " info; see --help)\n",
+                 " info, quantize; see --help)\n",
                  argv[1]);
     return 2;
   }
@@ -247,5 +256,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (info->parsed()) return RunInfo(info_model);
+  if (quantize->parsed()) {
+    auto format = ParseExpertFormat(quant_format);
+    if (!format.ok()) return Fail(format.status());
+    QuantizeReport report;
+    Status st = QuantizeCheckpoint(quant_in, quant_out, *format, &report);
+    if (!st.ok()) return Fail(st);
+    std::printf("quantized %lld expert tensors to %s: %.1f MB -> %.1f MB in %s\n",
+                static_cast<long long>(report.tensors_quantized), quant_format.c_str(),
+                report.bytes_in / 1e6, report.bytes_out / 1e6, quant_out.c_str());
+    return 0;
+  }
   return 2;
 }

@@ -1,0 +1,33 @@
+// The Open MPI backend (host memory). Built only when SWITCHYARD_HAVE_MPI; this header does not
+// include mpi.h, so code that names these functions compiles the same either way.
+//
+// Every operation is non-blocking underneath (MPI_Irecv/MPI_Isend per peer) and polled with
+// MPI_Testsome until done or the deadline passes; then pending receives are cancelled, pending
+// sends abandoned (MPI cannot cancel them), and the call returns DeadlineExceeded naming the peers
+// whose requests were still pending. Collectives run on a private duplicate of MPI_COMM_WORLD with
+// a tag per call (its sequence number), so a late message of an abandoned call never matches a
+// later one; point-to-point messages use a second duplicate. Both use MPI_ERRORS_RETURN.
+#pragma once
+
+#include <memory>
+
+#include "common/status.h"
+#include "transport/transport.h"
+
+namespace switchyard {
+
+// Initializes MPI (MPI_Init_thread, MPI_THREAD_SERIALIZED) unless it is already initialized, and
+// sets MPI_ERRORS_RETURN on MPI_COMM_WORLD. Safe to call any number of times from any thread.
+// Errors: FailedPrecondition (MPI already finalized, or the thread level is not provided),
+// Internal (MPI_Init_thread failed).
+Status MpiInitOnce();
+
+// Finalizes MPI if MpiInitOnce initialized it and nobody finalized it yet; otherwise does nothing.
+// Every MPI transport must be destroyed first. Idempotent; call from the main thread at exit.
+Status MpiFinalizeOnce();
+
+// A transport over all ranks of MPI_COMM_WORLD; calls MpiInitOnce. Collective over the world (every
+// rank must call it). The object must be destroyed before MpiFinalizeOnce.
+StatusOr<std::unique_ptr<Transport>> CreateMpiTransport();
+
+}  // namespace switchyard

@@ -1,0 +1,117 @@
+#include "transport/transport.h"
+
+#include <algorithm>
+
+namespace switchyard {
+
+std::chrono::nanoseconds Deadline::Remaining() const {
+  auto left = when_ - TransportClock::now();
+  return left.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(left)
+                          : std::chrono::nanoseconds(0);
+}
+
+Status Transport::AllToAllCounts(std::span<const int64_t> send_counts,
+                                 std::span<int64_t> recv_counts, Deadline deadline) {
+  const int n = world_size();
+  if (send_counts.size() != static_cast<size_t>(n) ||
+      recv_counts.size() != static_cast<size_t>(n)) {
+    return InvalidArgumentError("AllToAllCounts on rank " + std::to_string(rank()) + ": got " +
+                                std::to_string(send_counts.size()) + " send and " +
+                                std::to_string(recv_counts.size()) +
+                                " recv counts, world size is " + std::to_string(n));
+  }
+  std::vector<int64_t> sizes(n, sizeof(int64_t));
+  std::vector<int64_t> offsets(n);
+  for (int p = 0; p < n; ++p) offsets[p] = p * static_cast<int64_t>(sizeof(int64_t));
+  return AllToAllV(std::as_bytes(send_counts), sizes, offsets, std::as_writable_bytes(recv_counts),
+                   sizes, offsets, deadline)
+      .WithContext("AllToAllCounts");
+}
+
+namespace transport_internal {
+
+std::string FormatRanks(const std::vector<int>& ranks) {
+  constexpr size_t kShown = 16;
+  std::string out;
+  for (size_t i = 0; i < ranks.size() && i < kShown; ++i) {
+    if (i) out += ", ";
+    out += std::to_string(ranks[i]);
+  }
+  if (ranks.size() > kShown) out += ", ... (+" + std::to_string(ranks.size() - kShown) + " more)";
+  return out;
+}
+
+namespace {
+
+Status CheckRegions(std::string_view op, int rank, const char* side, size_t buffer_size,
+                    std::span<const int64_t> counts, std::span<const int64_t> offsets) {
+  for (size_t p = 0; p < counts.size(); ++p) {
+    const int64_t count = counts[p];
+    const int64_t offset = offsets[p];
+    if (count < 0 || offset < 0 || static_cast<uint64_t>(offset) > buffer_size ||
+        static_cast<uint64_t>(count) > buffer_size - static_cast<uint64_t>(offset)) {
+      return InvalidArgumentError(std::string(op) + " on rank " + std::to_string(rank) + ": " +
+                                  side + " region for rank " + std::to_string(p) + " (offset " +
+                                  std::to_string(offset) + ", count " + std::to_string(count) +
+                                  ") does not fit the " + std::to_string(buffer_size) + "-byte " +
+                                  side + " buffer");
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status ValidateAllToAllV(std::string_view op, int rank, int world_size, size_t send_size,
+                         std::span<const int64_t> send_counts,
+                         std::span<const int64_t> send_offsets, size_t recv_size,
+                         std::span<const int64_t> recv_counts,
+                         std::span<const int64_t> recv_offsets) {
+  const size_t n = static_cast<size_t>(world_size);
+  if (send_counts.size() != n || send_offsets.size() != n || recv_counts.size() != n ||
+      recv_offsets.size() != n) {
+    return InvalidArgumentError(
+        std::string(op) + " on rank " + std::to_string(rank) + ": counts/offsets must have " +
+        std::to_string(n) + " entries (world size), got send " +
+        std::to_string(send_counts.size()) + "/" + std::to_string(send_offsets.size()) + ", recv " +
+        std::to_string(recv_counts.size()) + "/" + std::to_string(recv_offsets.size()));
+  }
+  RETURN_IF_ERROR(CheckRegions(op, rank, "send", send_size, send_counts, send_offsets));
+  return CheckRegions(op, rank, "recv", recv_size, recv_counts, recv_offsets);
+}
+
+Status ValidatePeerTag(std::string_view op, int rank, int world_size, int peer, int tag) {
+  if (peer < 0 || peer >= world_size || peer == rank) {
+    return InvalidArgumentError(std::string(op) + " on rank " + std::to_string(rank) + ": peer " +
+                                std::to_string(peer) + " must be another rank in [0, " +
+                                std::to_string(world_size) + ")");
+  }
+  if (tag < 0 || tag > Transport::kMaxTag) {
+    return InvalidArgumentError(std::string(op) + " on rank " + std::to_string(rank) + ": tag " +
+                                std::to_string(tag) + " outside [0, " +
+                                std::to_string(Transport::kMaxTag) + "]");
+  }
+  return OkStatus();
+}
+
+Status PeerDeadlineError(std::string_view op, int rank, const std::vector<int>& peers,
+                         TransportClock::time_point started, std::string_view detail) {
+  auto waited =
+      std::chrono::duration_cast<std::chrono::milliseconds>(TransportClock::now() - started);
+  std::string msg = std::string(op) + " on rank " + std::to_string(rank) +
+                    ": deadline exceeded after " + std::to_string(waited.count()) +
+                    " ms waiting for rank" + (peers.size() == 1 ? " " : "s ") + FormatRanks(peers);
+  if (!detail.empty()) msg += " (" + std::string(detail) + ")";
+  return DeadlineExceededError(std::move(msg));
+}
+
+Status PeerUnavailableError(std::string_view op, int rank, const std::vector<int>& peers,
+                            std::string_view why) {
+  return UnavailableError(std::string(op) + " on rank " + std::to_string(rank) + ": rank" +
+                          (peers.size() == 1 ? " " : "s ") + FormatRanks(peers) +
+                          (peers.size() == 1 ? " is" : " are") + " unavailable (" +
+                          std::string(why) + ")");
+}
+
+}  // namespace transport_internal
+}  // namespace switchyard

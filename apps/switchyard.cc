@@ -7,7 +7,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "common/npy.h"
 #include "common/parallel.h"
 #include "common/runtime_config.h"
+#include "coordinator/placement/placement_plan.h"
 #include "model/engine.h"
 #include "model/quantize_checkpoint.h"
 #include "model/random_checkpoint.h"
@@ -185,6 +188,110 @@ int RunInfo(const std::string& dir) {
   return 0;
 }
 
+struct PlaceFlags {
+  std::string model, load_path, plan_in, plan_out;
+  ClusterTopology topology;
+  int32_t redundant_per_gpu = 0;
+};
+
+// Per-layer expert loads from a JSON file {"layers": [[load of expert 0, ...], ...]} (one row per
+// MoE layer), or uniform loads when no file is given.
+StatusOr<std::vector<std::vector<double>>> ReadLoads(const std::string& path, size_t layers,
+                                                     int64_t experts) {
+  if (path.empty())
+    return std::vector<std::vector<double>>(layers, std::vector<double>(experts, 1));
+  std::ifstream in(path);
+  if (!in) return NotFoundError("cannot open load statistics '" + path + "'");
+  nlohmann::json root = nlohmann::json::parse(in, nullptr, false);
+  if (root.is_discarded() || !root.contains("layers") || !root["layers"].is_array()) {
+    return InvalidArgumentError(path + ": expected {\"layers\": [[expert loads], ...]}");
+  }
+  std::vector<std::vector<double>> loads;
+  for (const auto& row : root["layers"]) {
+    if (!row.is_array() || static_cast<int64_t>(row.size()) != experts) {
+      return InvalidArgumentError(path + ": layer " + std::to_string(loads.size()) + " must list " +
+                                  std::to_string(experts) + " expert loads");
+    }
+    std::vector<double> r;
+    for (const auto& v : row) {
+      if (!v.is_number()) {
+        return InvalidArgumentError(path + ": layer " + std::to_string(loads.size()) + " holds " +
+                                    v.dump() + ", not a number");
+      }
+      r.push_back(v.get<double>());
+    }
+    loads.push_back(std::move(r));
+  }
+  if (loads.size() != layers) {
+    return InvalidArgumentError(path + ": " + std::to_string(loads.size()) +
+                                " layers of loads, the model has " + std::to_string(layers) +
+                                " MoE layers");
+  }
+  return loads;
+}
+
+int RunPlace(const PlaceFlags& flags) {
+  auto config = LoadModelConfig(flags.model);
+  if (!config.ok()) return Fail(config.status());
+  std::vector<int32_t> moe_layers;
+  for (int64_t l = 0; l < config->num_layers; ++l) {
+    if (config->moe_layer[l]) moe_layers.push_back(static_cast<int32_t>(l));
+  }
+  const auto experts = static_cast<int32_t>(config->num_experts);
+  auto loads = ReadLoads(flags.load_path, moe_layers.size(), experts);
+  if (!loads.ok()) return Fail(loads.status());
+  StatusOr<PlacementPlan> plan = InvalidArgumentError("no plan");
+  if (!flags.plan_in.empty()) {
+    std::ifstream in(flags.plan_in);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in) return Fail(NotFoundError("cannot open plan '" + flags.plan_in + "'"));
+    plan = PlacementPlan::FromJson(text.str(), flags.plan_in);
+  } else {
+    plan = PlanWithEplb(flags.topology, experts, moe_layers, *loads, flags.redundant_per_gpu,
+                        static_cast<int32_t>(config->n_group));
+  }
+  if (!plan.ok()) return Fail(plan.status());
+  if (plan->num_logical_experts != experts || plan->moe_layers != moe_layers) {
+    return Fail(InvalidArgumentError(
+        "plan does not fit the model: it places " + std::to_string(plan->num_logical_experts) +
+        " experts over " + std::to_string(plan->moe_layers.size()) + " layers, the model has " +
+        std::to_string(experts) + " experts in " + std::to_string(moe_layers.size()) +
+        " MoE layers"));
+  }
+  auto balance = plan->Balance(*loads);
+  auto contiguous = ContiguousPlan(plan->topology, experts, moe_layers);
+  if (!balance.ok()) return Fail(balance.status());
+  std::printf(
+      "placement: %d racks x %d nodes x %d GPUs, %d slots per GPU (%d redundant), %d "
+      "experts, %zu MoE layers\n",
+      plan->topology.racks, plan->topology.nodes_per_rack, plan->topology.gpus_per_node,
+      plan->slots_per_gpu,
+      plan->num_physical() / plan->topology.num_gpus() - experts / plan->topology.num_gpus(),
+      experts, moe_layers.size());
+  std::printf("%-6s %14s %14s %14s %18s\n", "layer", "max GPU load", "mean GPU load", "max/mean",
+              "contiguous max/mean");
+  std::vector<LayerBalance> base;
+  if (contiguous.ok()) {
+    auto b = contiguous->Balance(*loads);
+    if (b.ok()) base = *b;
+  }
+  for (size_t l = 0; l < balance->size(); ++l) {
+    const LayerBalance& b = (*balance)[l];
+    std::printf("%-6d %14.1f %14.1f %14.3f", moe_layers[l], b.max_gpu_load, b.mean_gpu_load,
+                b.balancedness());
+    if (l < base.size()) std::printf(" %18.3f", base[l].balancedness());
+    std::printf("\n");
+  }
+  if (!flags.plan_out.empty()) {
+    std::ofstream out(flags.plan_out);
+    out << plan->ToJson();
+    if (!out) return Fail(InternalError("cannot write '" + flags.plan_out + "'"));
+    std::printf("wrote the plan to %s\n", flags.plan_out.c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 }  // namespace switchyard
 
@@ -228,16 +335,34 @@ int main(int argc, char** argv) {
   quantize->add_option("--out", quant_out, "output directory")->required();
   quantize->add_option("--format", quant_format, "nvfp4 | mxfp4")->capture_default_str();
 
+  PlaceFlags place_flags;
+  CLI::App* place = app.add_subcommand(
+      "place", "plan expert placement (DeepSeek EPLB) and print its balance per MoE layer");
+  place->add_option("--model", place_flags.model, "checkpoint directory (config.json)")->required();
+  place->add_option("--racks", place_flags.topology.racks, "racks")->capture_default_str();
+  place->add_option("--nodes-per-rack", place_flags.topology.nodes_per_rack, "nodes per rack")
+      ->capture_default_str();
+  place->add_option("--gpus-per-node", place_flags.topology.gpus_per_node, "GPUs per node")
+      ->capture_default_str();
+  place
+      ->add_option("--redundant-per-gpu", place_flags.redundant_per_gpu,
+                   "extra expert slots per GPU for replicas of hot experts")
+      ->capture_default_str();
+  place->add_option("--load", place_flags.load_path,
+                    "expert load statistics JSON {\"layers\": [[...], ...]} (default: uniform)");
+  place->add_option("--plan", place_flags.plan_in, "validate and report a supplied plan instead");
+  place->add_option("--out", place_flags.plan_out, "write the plan as JSON");
+
   std::string info_model;
   CLI::App* info = app.add_subcommand("info", "describe a checkpoint");
   info->add_option("--model", info_model, "checkpoint directory")->required();
 
   const std::string first = argc > 1 ? argv[1] : "";
   if (!first.empty() && first[0] != '-' && first != "generate" && first != "make-default-model" &&
-      first != "info" && first != "quantize") {
+      first != "info" && first != "quantize" && first != "place") {
     std::fprintf(stderr,
                  "switchyard: error: unknown command '%s' (commands: generate, make-default-model,"
-                 " info, quantize; see --help)\n",
+                 " info, quantize, place; see --help)\n",
                  argv[1]);
     return 2;
   }
@@ -256,6 +381,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (info->parsed()) return RunInfo(info_model);
+  if (place->parsed()) return RunPlace(place_flags);
   if (quantize->parsed()) {
     auto format = ParseExpertFormat(quant_format);
     if (!format.ok()) return Fail(format.status());

@@ -205,6 +205,28 @@ TEST_F(CliTest, MakeDefaultModelThenInfo) {
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ','), 1) << r.out;
 }
 
+TEST_F(CliTest, PlaceWritesAPlanThatValidatesBack) {
+  // deepseek_v3_qlora: 16 experts in 4 groups, MoE layers 1 and 2; 2 nodes x 2 GPUs.
+  const std::string plan = tmp_.path() + "/plan.json", load = tmp_.path() + "/load.json";
+  std::ofstream(load) << R"({"layers": [[9,1,1,1,8,1,1,1,7,1,1,1,6,1,1,1],
+                                       [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,30]]})";
+  const std::string topo = " --nodes-per-rack 2 --gpus-per-node 2 --load '" + load + "'";
+  Result r = Run("place --model " + testing::FixtureDir("deepseek_v3_qlora") + topo +
+                 " --redundant-per-gpu 1 --out '" + plan + "'");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("5 slots per GPU (1 redundant)"), std::string::npos) << r.out;
+  r = Run("place --model " + testing::FixtureDir("deepseek_v3_qlora") + topo + " --plan '" + plan +
+          "'");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::ofstream(plan) << "{\"topology\": {}}";
+  ExpectCliError(
+      Run("place --model " + testing::FixtureDir("deepseek_v3_qlora") + " --plan '" + plan + "'"),
+      "topology.'racks'");
+  ExpectCliError(
+      Run("place --model " + testing::FixtureDir("deepseek_v3_qlora") + " --gpus-per-node 3"),
+      "must divide over 3 GPUs");
+}
+
 TEST_F(CliTest, PrintConfigShowsPrecedence) {
   const std::string yaml = tmp_.path() + "/runtime.yaml";
   std::ofstream(yaml) << "log_level: warn\nmax_seq_len: 100\nmax_batch_tokens: 50\n";

@@ -1,0 +1,568 @@
+// MoE dispatch/combine (transport/dispatch.h) against a single-rank reference. The case bodies are
+// written once and run on every rank of a world: over the local backend with 1, 2 and 4 ranks as
+// threads (dispatch_test, label unit), and over MPI under mpirun with 2 and 4 ranks (this file
+// compiled again with SWITCHYARD_DISPATCH_TEST_MPI as dispatch_mpi_test, label mpi).
+//
+// Every rank builds the same scenario from a seed (placement with replicas, every rank's routing
+// and hidden states), dispatches its own tokens, runs the known per-expert function on what it
+// received (grouped by local expert), applies the weights (SumEntriesPerRow), combines, and checks
+// its tokens against two references:
+//  - bitwise: the single-rank computation in dispatch's documented order (per token, destination
+//    ranks ascending; within a rank the top-k order; transit roundings applied where dispatch
+//    applies them). FP32 transit then equals the plain FP32 reference whenever all of a token's
+//    experts are on one rank.
+//  - bounded: the plain FP32 sum Σ_k w_k f_k(x) in top-k order. BF16 keeps 8 significant bits:
+//    rounding to nearest has relative error <= 2^-8. Dispatch rounds each element of x once and
+//    combine rounds each returned partial sum P_r once, so with expert functions
+//    f_k(x) = s_k x + b_k and M = Σ_k |w_k| (|s_k x| + |b_k|):
+//      BF16 dispatch:  |error| <= 2^-8 Σ_k |w_k s_k x|          <= 2^-8 M
+//      BF16 combine:   |error| <= 2^-8 Σ_r |P_r|                <= 2^-8 M (1 + 2^-8)
+//    plus FP32 rounding of at most a few units of 2^-24 M; the test allows 1.01 * 2^-8 * M per
+//    BF16 phase (so 1.01 * 2^-7 * M for BF16 both ways) plus 1e-5 * M. FP32 transit is held to
+//    1e-5 * M (the reordered sum only).
+#include "transport/dispatch.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/dtype.h"
+#include "transport/transport_factory.h"
+
+namespace switchyard {
+namespace {
+
+Deadline OpDeadline() { return Deadline::After(std::chrono::seconds(10)); }
+
+bool HasText(const Status& status, const std::string& text) {
+  return status.message().find(text) != std::string::npos;
+}
+
+// Logical expert e computes s_e * x + b_e elementwise (replicas compute the same).
+float Scale(int32_t e) { return 0.5f + 0.37f * static_cast<float>(e); }
+float Bias(int32_t e) { return 0.01f * static_cast<float>(e) - 0.1f; }
+float ExpertFn(int32_t e, float x) { return Scale(e) * x + Bias(e); }
+
+float RoundTransit(PayloadDtype dtype, float v) {
+  return dtype == PayloadDtype::kBF16 ? Bf16ToF32(F32ToBf16(v)) : v;
+}
+
+// Every rank's inputs for one round, identical on every rank (built from the seed).
+struct Scenario {
+  int32_t world = 0;
+  int32_t topk = 0;
+  int64_t hidden = 0;
+  ExpertPlacement placement;
+  std::vector<std::vector<int32_t>> slot_expert;  // [rank][local slot] -> logical expert
+  std::vector<int64_t> tokens;                    // [rank]
+  std::vector<std::vector<int32_t>> idx;          // [rank][tokens * topk]
+  std::vector<std::vector<float>> weights;        // [rank][tokens * topk]
+  std::vector<std::vector<float>> x;              // [rank][tokens * hidden]
+};
+
+enum class Routing { kRandom, kAllToRank0, kAllToLastRank };
+
+struct ScenarioSpec {
+  uint32_t seed = 0;
+  int64_t hidden = 8;
+  int32_t topk = 2;
+  int32_t experts_per_rank = 8;
+  int hot_replicas = 3;
+  int64_t max_tokens = 40;
+  std::function<bool(int rank)> zero_tokens = [](int) { return false; };
+  Routing routing = Routing::kRandom;
+};
+
+Scenario MakeScenario(int32_t world, const ScenarioSpec& spec) {
+  std::mt19937 rng(spec.seed);
+  Scenario s;
+  s.world = world;
+  s.topk = spec.topk;
+  s.hidden = spec.hidden;
+  const int32_t experts = spec.experts_per_rank * world;
+  std::vector<std::vector<ExpertReplica>> replicas(experts);
+  std::vector<int32_t> next_slot(world, spec.experts_per_rank);
+  for (int32_t e = 0; e < experts; ++e) {
+    replicas[e].push_back({e / spec.experts_per_rank, e % spec.experts_per_rank});
+  }
+  if (spec.routing == Routing::kRandom) {
+    for (int hot = 0; hot < spec.hot_replicas && world > 1; ++hot) {
+      const int32_t e = rng() % experts;
+      const int32_t rank = (e / spec.experts_per_rank + 1 + hot) % world;
+      bool already = false;
+      for (const auto& r : replicas[e]) already |= r.rank_idx == rank;
+      if (!already) replicas[e].push_back({rank, next_slot[rank]++});
+    }
+  }
+  s.slot_expert.resize(world);
+  for (int32_t r = 0; r < world; ++r) s.slot_expert[r].assign(next_slot[r], -1);
+  for (int32_t e = 0; e < experts; ++e) {
+    for (const auto& r : replicas[e]) s.slot_expert[r.rank_idx][r.local_expert_idx] = e;
+  }
+  s.placement = ExpertPlacement(world, std::move(replicas));
+  std::uniform_real_distribution<float> value(-2.0f, 2.0f), weight(0.01f, 1.0f);
+  s.tokens.resize(world);
+  s.idx.resize(world);
+  s.weights.resize(world);
+  s.x.resize(world);
+  for (int32_t r = 0; r < world; ++r) {
+    const int64_t tokens = spec.zero_tokens(r) ? 0 : 1 + rng() % spec.max_tokens;
+    s.tokens[r] = tokens;
+    s.idx[r].resize(tokens * spec.topk);
+    s.weights[r].resize(tokens * spec.topk);
+    s.x[r].resize(tokens * spec.hidden);
+    for (int64_t t = 0; t < tokens; ++t) {
+      std::set<int32_t> chosen;
+      for (int32_t k = 0; k < spec.topk; ++k) {
+        int32_t e;
+        do {
+          if (spec.routing == Routing::kRandom) {
+            e = rng() % experts;
+          } else {
+            const int32_t target = spec.routing == Routing::kAllToRank0 ? 0 : world - 1;
+            e = target * spec.experts_per_rank + rng() % spec.experts_per_rank;
+          }
+        } while (!chosen.insert(e).second);
+        s.idx[r][t * spec.topk + k] = e;
+        s.weights[r][t * spec.topk + k] = weight(rng);
+      }
+    }
+    for (float& v : s.x[r]) v = value(rng);
+  }
+  return s;
+}
+
+// The rank that (token t, k) of rank `me` goes to: an independent restatement of the replica
+// policies (every rank on its own node).
+int32_t TargetRank(const Scenario& s, int32_t me, ReplicaPolicy policy, int64_t t, int32_t k) {
+  const auto& reps = s.placement.replicas(s.idx[me][t * s.topk + k]);
+  if (policy == ReplicaPolicy::kPreferLocal) {
+    for (const auto& r : reps) {
+      if (r.rank_idx == me) return me;
+    }
+  }
+  return reps[(t * s.topk + k) % static_cast<int64_t>(reps.size())].rank_idx;
+}
+
+// out[t] in dispatch's documented order and roundings (bitwise reference).
+std::vector<float> OrderedReference(const Scenario& s, int32_t me, ReplicaPolicy policy,
+                                    PayloadDtype dispatch_dtype, PayloadDtype combine_dtype) {
+  const int64_t h = s.hidden;
+  std::vector<float> out(s.tokens[me] * h, 0.0f), partial(h);
+  for (int64_t t = 0; t < s.tokens[me]; ++t) {
+    for (int32_t r = 0; r < s.world; ++r) {
+      bool any = false;
+      std::fill(partial.begin(), partial.end(), 0.0f);
+      for (int32_t k = 0; k < s.topk; ++k) {
+        if (TargetRank(s, me, policy, t, k) != r) continue;
+        any = true;
+        const int32_t e = s.idx[me][t * s.topk + k];
+        const float w = s.weights[me][t * s.topk + k];
+        for (int64_t i = 0; i < h; ++i) {
+          const float v = ExpertFn(e, RoundTransit(dispatch_dtype, s.x[me][t * h + i]));
+          partial[i] += w * v;
+        }
+      }
+      if (!any) continue;
+      for (int64_t i = 0; i < h; ++i) out[t * h + i] += RoundTransit(combine_dtype, partial[i]);
+    }
+  }
+  return out;
+}
+
+// The receiver's side: runs each local expert on its entries (grouped by expert), applies the
+// weights, and checks the grouping.
+void RunLocalExperts(const Scenario& s, int32_t me, const ReceivedTokens& recv,
+                     std::vector<float>& entry_out, std::vector<float>& row_out) {
+  const int64_t h = s.hidden;
+  ASSERT_EQ(recv.hidden, h);
+  ASSERT_EQ(recv.num_local_experts, s.placement.NumLocalExperts(me));
+  ASSERT_EQ(static_cast<int64_t>(recv.rows.size()), recv.num_rows() * h);
+  ASSERT_EQ(static_cast<int64_t>(recv.expert_prefix.size()), recv.num_local_experts + 1);
+  ASSERT_EQ(recv.expert_prefix.back(), recv.num_entries());
+  entry_out.assign(recv.num_entries() * h, std::nanf(""));
+  for (int32_t e = 0; e < recv.num_local_experts; ++e) {
+    const int32_t logical = s.slot_expert[me][e];
+    int64_t previous = -1;
+    for (int64_t j : recv.ExpertEntries(e)) {
+      ASSERT_EQ(recv.entry_local_expert[j], e);
+      ASSERT_GT(j, previous);
+      previous = j;
+      const float* x = recv.row(recv.entry_row[j]);
+      for (int64_t i = 0; i < h; ++i) entry_out[j * h + i] = ExpertFn(logical, x[i]);
+    }
+  }
+  row_out.resize(recv.num_rows() * h);
+  SumEntriesPerRow(recv, entry_out.data(), row_out.data());
+}
+
+// Per-rank state reused across rounds (as a runner would keep it).
+struct RankState {
+  Dispatcher dispatcher;
+  ReceivedTokens received;
+  std::vector<float> entry_out, row_out, out;
+};
+
+// One dispatch -> experts -> combine round on rank t.rank(), checked against both references.
+void CheckedRound(Transport& t, RankState& st, const Scenario& s, ReplicaPolicy policy,
+                  PayloadDtype dispatch_dtype, PayloadDtype combine_dtype,
+                  const std::string& label) {
+  const int32_t me = t.rank();
+  const std::string where = label + " rank " + std::to_string(me) + " " +
+                            PayloadDtypeName(dispatch_dtype) + "/" +
+                            PayloadDtypeName(combine_dtype);
+  auto layout = ComputeDispatchLayout(s.idx[me].data(), s.weights[me].data(), s.tokens[me], s.topk,
+                                      s.placement, policy, me);
+  ASSERT_TRUE(layout.ok()) << where << ": " << layout.status().ToString();
+  Status status = st.dispatcher.Dispatch(t, *layout, s.x[me].data(), s.hidden, dispatch_dtype,
+                                         OpDeadline(), &st.received);
+  ASSERT_TRUE(status.ok()) << where << ": " << status.ToString();
+  RunLocalExperts(s, me, st.received, st.entry_out, st.row_out);
+  st.out.assign(s.tokens[me] * s.hidden, std::nanf(""));
+  status = st.dispatcher.Combine(t, st.row_out.data(), combine_dtype, OpDeadline(), st.out.data());
+  ASSERT_TRUE(status.ok()) << where << ": " << status.ToString();
+
+  const int64_t h = s.hidden;
+  const std::vector<float> ordered = OrderedReference(s, me, policy, dispatch_dtype, combine_dtype);
+  int64_t bitwise_mismatches = 0, bound_violations = 0;
+  for (int64_t t_idx = 0; t_idx < s.tokens[me]; ++t_idx) {
+    for (int64_t i = 0; i < h; ++i) {
+      const float got = st.out[t_idx * h + i];
+      uint32_t a, b;
+      std::memcpy(&a, &got, 4);
+      std::memcpy(&b, &ordered[t_idx * h + i], 4);
+      if (a != b && bitwise_mismatches++ == 0) {
+        ADD_FAILURE() << where << ": token " << t_idx << " element " << i << " = " << got
+                      << ", ordered reference " << ordered[t_idx * h + i];
+      }
+      float exact = 0.0f, m = 0.0f;
+      const float x = s.x[me][t_idx * h + i];
+      for (int32_t k = 0; k < s.topk; ++k) {
+        const int32_t e = s.idx[me][t_idx * s.topk + k];
+        const float w = s.weights[me][t_idx * s.topk + k];
+        exact += w * ExpertFn(e, x);
+        m += std::abs(w) * (std::abs(Scale(e) * x) + std::abs(Bias(e)));
+      }
+      const int bf16_phases =
+          (dispatch_dtype == PayloadDtype::kBF16) + (combine_dtype == PayloadDtype::kBF16);
+      const float bound = (1.01f * std::ldexp(1.0f, -8) * bf16_phases + 1e-5f) * m;
+      if (!(std::abs(got - exact) <= bound) && bound_violations++ == 0) {
+        ADD_FAILURE() << where << ": token " << t_idx << " element " << i << " = " << got
+                      << ", FP32 reference " << exact << ", bound " << bound;
+      }
+    }
+  }
+  EXPECT_EQ(bitwise_mismatches, 0) << where;
+  EXPECT_EQ(bound_violations, 0) << where;
+}
+
+constexpr PayloadDtype kF32 = PayloadDtype::kF32;
+constexpr PayloadDtype kBF16 = PayloadDtype::kBF16;
+
+// ---- Cases: each body runs on every rank, in the same order. ----
+
+void CaseRandomRoutingsWithReplicas(Transport& t) {
+  RankState st;  // reused across trials: sizes and dtypes change from call to call
+  const int64_t hiddens[] = {7, 33, 1, 130};
+  const PayloadDtype dtypes[][2] = {{kF32, kF32}, {kBF16, kBF16}, {kBF16, kF32}, {kF32, kBF16}};
+  for (uint32_t trial = 0; trial < 16; ++trial) {
+    ScenarioSpec spec;
+    spec.seed = 100 + trial;
+    spec.hidden = hiddens[trial % 4];
+    spec.topk = 1 + static_cast<int32_t>(trial % 6);
+    spec.zero_tokens = [trial](int r) { return (trial + r) % 3 == 0; };
+    const Scenario s = MakeScenario(t.world_size(), spec);
+    const ReplicaPolicy policy =
+        trial % 2 == 0 ? ReplicaPolicy::kBalance : ReplicaPolicy::kPreferLocal;
+    CheckedRound(t, st, s, policy, dtypes[trial % 4][0], dtypes[(trial / 4) % 4][1],
+                 "trial " + std::to_string(trial));
+  }
+}
+
+void CaseZeroTokensEverywhere(Transport& t) {
+  RankState st;
+  ScenarioSpec spec;
+  spec.hidden = 33;
+  spec.zero_tokens = [](int) { return true; };
+  const Scenario s = MakeScenario(t.world_size(), spec);
+  for (PayloadDtype dtype : {kF32, kBF16}) {
+    CheckedRound(t, st, s, ReplicaPolicy::kBalance, dtype, dtype, "zero tokens");
+    EXPECT_EQ(st.received.num_rows(), 0);
+    EXPECT_EQ(st.received.num_entries(), 0);
+  }
+  // Null buffers are fine when there is nothing to move.
+  DispatchLayout layout = *ComputeDispatchLayout(nullptr, nullptr, 0, 2, s.placement,
+                                                 ReplicaPolicy::kBalance, t.rank());
+  ASSERT_TRUE(st.dispatcher.Dispatch(t, layout, nullptr, 5, kF32, OpDeadline(), &st.received).ok());
+  ASSERT_TRUE(st.dispatcher.Combine(t, nullptr, kBF16, OpDeadline(), nullptr).ok());
+}
+
+void CaseSkewedToOneRank(Transport& t) {
+  RankState st;
+  const int n = t.world_size();
+  for (Routing routing : {Routing::kAllToLastRank, Routing::kAllToRank0}) {
+    ScenarioSpec spec;
+    spec.seed = 7;
+    spec.hidden = 33;
+    spec.topk = 3;
+    spec.max_tokens = 60;
+    spec.routing = routing;
+    const Scenario s = MakeScenario(n, spec);
+    for (PayloadDtype dtype : {kF32, kBF16}) {
+      CheckedRound(t, st, s, ReplicaPolicy::kBalance, dtype, dtype, "skewed");
+      const int target = routing == Routing::kAllToRank0 ? 0 : n - 1;
+      int64_t all_tokens = 0;
+      for (int64_t tokens : s.tokens) all_tokens += tokens;
+      EXPECT_EQ(st.received.num_rows(), t.rank() == target ? all_tokens : 0);
+      EXPECT_EQ(st.received.num_entries(), t.rank() == target ? all_tokens * 3 : 0);
+    }
+  }
+}
+
+void CaseRepeatedCallsReuseBuffers(Transport& t) {
+  RankState st;
+  ScenarioSpec spec;
+  spec.seed = 11;
+  spec.hidden = 7;
+  spec.topk = 4;
+  Scenario s = MakeScenario(t.world_size(), spec);
+  const float* rows = nullptr;
+  const int64_t* entries = nullptr;
+  for (int iter = 0; iter < 10; ++iter) {
+    // Same routing, new activations each round.
+    for (auto& xs : s.x) {
+      for (float& v : xs) v = v * -1.25f + 0.0625f * iter;
+    }
+    CheckedRound(t, st, s, ReplicaPolicy::kBalance, iter % 2 ? kBF16 : kF32, kF32,
+                 "iteration " + std::to_string(iter));
+    if (iter >= 2) {  // same sizes: the receiver's vectors are not reallocated
+      EXPECT_EQ(st.received.rows.data(), rows);
+      EXPECT_EQ(st.received.entry_prefix.data(), entries);
+    }
+    rows = st.received.rows.data();
+    entries = st.received.entry_prefix.data();
+  }
+}
+
+void CaseLargeRows(Transport& t) {
+  RankState st;
+  ScenarioSpec spec;
+  spec.seed = 21;
+  spec.hidden = 2048;
+  spec.topk = 4;
+  spec.max_tokens = 48;
+  const Scenario s = MakeScenario(t.world_size(), spec);
+  CheckedRound(t, st, s, ReplicaPolicy::kBalance, kBF16, kF32, "large");
+  CheckedRound(t, st, s, ReplicaPolicy::kPreferLocal, kF32, kBF16, "large");
+}
+
+// Rank 0 dispatches with another hidden size: both sides name each other, every rank took part in
+// both collectives, and the next round works.
+void CasePeerDisagreesOnHidden(Transport& t) {
+  RankState st;
+  ScenarioSpec spec;
+  spec.seed = 3;
+  spec.hidden = 8;
+  const Scenario s = MakeScenario(t.world_size(), spec);
+  const int me = t.rank();
+  auto layout = ComputeDispatchLayout(s.idx[me].data(), s.weights[me].data(), s.tokens[me], s.topk,
+                                      s.placement, ReplicaPolicy::kBalance, me);
+  ASSERT_TRUE(layout.ok());
+  std::vector<float> x(s.tokens[me] * 9, 1.0f);
+  Status status = st.dispatcher.Dispatch(t, *layout, me == 0 ? x.data() : s.x[me].data(),
+                                         me == 0 ? 9 : 8, kF32, OpDeadline(), &st.received);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+  EXPECT_TRUE(HasText(status, me == 0 ? "rank 1 sends hidden 8" : "rank 0 sends hidden 9"))
+      << status.ToString();
+  // Combine refuses after a failed dispatch, without communicating.
+  EXPECT_EQ(st.dispatcher.Combine(t, nullptr, kF32, OpDeadline(), nullptr).code(),
+            StatusCode::kFailedPrecondition);
+  CheckedRound(t, st, s, ReplicaPolicy::kBalance, kF32, kF32, "after disagreement");
+}
+
+void CaseBadArguments(Transport& t) {
+  Dispatcher dispatcher;
+  ReceivedTokens received;
+  Status s = dispatcher.Combine(t, nullptr, kF32, OpDeadline(), nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  ExpertPlacement other = ExpertPlacement::Contiguous(8, t.world_size() + 1);
+  DispatchLayout layout =
+      *ComputeDispatchLayout(nullptr, nullptr, 0, 1, other, ReplicaPolicy::kBalance, 0);
+  s = dispatcher.Dispatch(t, layout, nullptr, 4, kF32, OpDeadline(), &received);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  ExpertPlacement mine = ExpertPlacement::Contiguous(8, t.world_size());
+  layout = *ComputeDispatchLayout(nullptr, nullptr, 0, 1, mine, ReplicaPolicy::kBalance, t.rank());
+  s = dispatcher.Dispatch(t, layout, nullptr, 0, kF32, OpDeadline(), &received);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_TRUE(t.Barrier(OpDeadline()).ok());
+}
+
+struct DispatchCase {
+  const char* name;
+  int min_world_size;
+  void (*body)(Transport&);
+};
+
+const std::vector<DispatchCase>& DispatchCases() {
+  static const std::vector<DispatchCase> cases = {
+      {"RandomRoutingsWithReplicas", 1, CaseRandomRoutingsWithReplicas},
+      {"ZeroTokensEverywhere", 1, CaseZeroTokensEverywhere},
+      {"SkewedToOneRank", 1, CaseSkewedToOneRank},
+      {"RepeatedCallsReuseBuffers", 1, CaseRepeatedCallsReuseBuffers},
+      {"LargeRows", 1, CaseLargeRows},
+      {"PeerDisagreesOnHidden", 2, CasePeerDisagreesOnHidden},
+      {"BadArguments", 1, CaseBadArguments},
+  };
+  return cases;
+}
+
+std::string CaseName(const DispatchCase& c) { return c.name; }
+void PrintTo(const DispatchCase& c, std::ostream* os) { *os << c.name; }
+
+#ifndef SWITCHYARD_DISPATCH_TEST_MPI
+
+// ---- Local backend: ranks as threads. ----
+
+void RunRanks(LocalWorld& world, const std::vector<int>& ranks,
+              const std::function<void(int, Transport&)>& body) {
+  std::vector<std::thread> threads;
+  for (int r : ranks) {
+    threads.emplace_back([&world, &body, r] { body(r, world.transport(r)); });
+  }
+  for (std::thread& thread : threads) thread.join();
+}
+
+std::vector<int> AllRanks(int n) {
+  std::vector<int> ranks(n);
+  for (int r = 0; r < n; ++r) ranks[r] = r;
+  return ranks;
+}
+
+class LocalDispatch : public ::testing::TestWithParam<std::tuple<DispatchCase, int>> {};
+
+TEST_P(LocalDispatch, Runs) {
+  const auto& [test_case, world_size] = GetParam();
+  if (world_size < test_case.min_world_size) {
+    GTEST_SKIP() << test_case.name << " needs " << test_case.min_world_size << " ranks";
+  }
+  auto world = MakeLocalWorld(world_size);
+  ASSERT_TRUE(world.ok()) << world.status().ToString();
+  RunRanks(**world, AllRanks(world_size), [&](int, Transport& t) { test_case.body(t); });
+}
+
+INSTANTIATE_TEST_SUITE_P(Suite, LocalDispatch,
+                         ::testing::Combine(::testing::ValuesIn(DispatchCases()),
+                                            ::testing::Values(1, 2, 4)),
+                         [](const ::testing::TestParamInfo<LocalDispatch::ParamType>& info) {
+                           return CaseName(std::get<0>(info.param)) + "_" +
+                                  std::to_string(std::get<1>(info.param)) + "ranks";
+                         });
+
+// Rank 3 never joins: the others' Dispatch fails within its deadline naming it. Then every rank
+// dispatches but rank 2 never combines: the others' Combine names rank 2.
+TEST(DispatchDeadlineTest, MissingRankIsNamed) {
+  using std::chrono::milliseconds;
+  auto world = MakeLocalWorld(4);
+  ASSERT_TRUE(world.ok());
+  ScenarioSpec spec;
+  spec.hidden = 7;
+  const Scenario s = MakeScenario(4, spec);
+  RunRanks(**world, {0, 1, 2}, [&](int me, Transport& t) {
+    Dispatcher dispatcher;
+    ReceivedTokens received;
+    auto layout = ComputeDispatchLayout(s.idx[me].data(), s.weights[me].data(), s.tokens[me],
+                                        s.topk, s.placement, ReplicaPolicy::kBalance, me);
+    ASSERT_TRUE(layout.ok());
+    const auto start = TransportClock::now();
+    Status status = dispatcher.Dispatch(t, *layout, s.x[me].data(), 7, kBF16,
+                                        Deadline::After(milliseconds(100)), &received);
+    const auto waited = TransportClock::now() - start;
+    EXPECT_EQ(status.code(), StatusCode::kDeadlineExceeded) << status.ToString();
+    EXPECT_TRUE(HasText(status, "waiting for rank 3")) << status.ToString();
+    EXPECT_TRUE(HasText(status, "dispatch counts")) << status.ToString();
+    EXPECT_LT(waited, std::chrono::seconds(2));
+  });
+
+  auto fresh = MakeLocalWorld(4);
+  ASSERT_TRUE(fresh.ok());
+  RunRanks(**fresh, AllRanks(4), [&](int me, Transport& t) {
+    RankState st;
+    auto layout = ComputeDispatchLayout(s.idx[me].data(), s.weights[me].data(), s.tokens[me],
+                                        s.topk, s.placement, ReplicaPolicy::kBalance, me);
+    ASSERT_TRUE(layout.ok());
+    ASSERT_TRUE(
+        st.dispatcher.Dispatch(t, *layout, s.x[me].data(), 7, kF32, OpDeadline(), &st.received)
+            .ok());
+    if (me == 2) return;  // never combines
+    RunLocalExperts(s, me, st.received, st.entry_out, st.row_out);
+    st.out.resize(s.tokens[me] * 7);
+    Status status = st.dispatcher.Combine(t, st.row_out.data(), kF32,
+                                          Deadline::After(milliseconds(100)), st.out.data());
+    EXPECT_EQ(status.code(), StatusCode::kDeadlineExceeded) << status.ToString();
+    EXPECT_TRUE(HasText(status, "waiting for rank 2")) << status.ToString();
+    EXPECT_TRUE(HasText(status, "combine")) << status.ToString();
+  });
+}
+
+#else  // SWITCHYARD_DISPATCH_TEST_MPI
+
+// ---- MPI backend: this process is one rank (under mpirun). ----
+
+Transport* g_transport = nullptr;
+std::string g_skip_reason;
+
+class MpiDispatch : public ::testing::TestWithParam<DispatchCase> {};
+
+TEST_P(MpiDispatch, Runs) {
+  if (!g_transport) GTEST_SKIP() << g_skip_reason;
+  const DispatchCase& test_case = GetParam();
+  if (g_transport->world_size() < test_case.min_world_size) {
+    GTEST_SKIP() << test_case.name << " needs " << test_case.min_world_size << " ranks";
+  }
+  test_case.body(*g_transport);
+}
+
+INSTANTIATE_TEST_SUITE_P(Suite, MpiDispatch, ::testing::ValuesIn(DispatchCases()),
+                         [](const ::testing::TestParamInfo<DispatchCase>& info) {
+                           return CaseName(info.param);
+                         });
+
+#endif  // SWITCHYARD_DISPATCH_TEST_MPI
+
+}  // namespace
+}  // namespace switchyard
+
+#ifdef SWITCHYARD_DISPATCH_TEST_MPI
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  auto transport = switchyard::CreateTransport(switchyard::TransportKind::kMpi);
+  std::unique_ptr<switchyard::Transport> owned;
+  if (transport.ok()) {
+    owned = std::move(transport).value();
+    switchyard::g_transport = owned.get();
+  } else if (transport.status().code() == switchyard::StatusCode::kUnimplemented) {
+    switchyard::g_skip_reason = transport.status().message();
+  } else {
+    std::fprintf(stderr, "dispatch_mpi_test: %s\n", transport.status().ToString().c_str());
+    return 1;
+  }
+  const int rc = RUN_ALL_TESTS();
+  owned.reset();
+  switchyard::Status shutdown = switchyard::ShutdownTransports();
+  if (!shutdown.ok()) {
+    std::fprintf(stderr, "dispatch_mpi_test: %s\n", shutdown.ToString().c_str());
+    return 1;
+  }
+  return rc;
+}
+#endif

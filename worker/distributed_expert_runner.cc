@@ -1,0 +1,96 @@
+#include "worker/distributed_expert_runner.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace switchyard {
+
+DistributedExpertRunner::DistributedExpertRunner(const ModelConfig& config,
+                                                 const ModelWeights& weights, Transport* transport,
+                                                 std::vector<ExpertPlacement> placement,
+                                                 DistributedExpertOptions options)
+    : config_(config),
+      weights_(weights),
+      transport_(transport),
+      placement_(std::move(placement)),
+      options_(options) {
+  const int32_t rank = transport_->rank();
+  slot_expert_.resize(placement_.size());
+  for (size_t l = 0; l < placement_.size(); ++l) {
+    const ExpertPlacement& p = placement_[l];
+    if (p.world_size() != transport_->world_size()) continue;  // reported by Validate
+    slot_expert_[l].assign(p.NumLocalExperts(rank), -1);
+    for (int32_t e = 0; e < p.num_experts(); ++e) {
+      for (const ExpertReplica& r : p.replicas(e)) {
+        if (r.rank_idx == rank) slot_expert_[l][r.local_expert_idx] = e;
+      }
+    }
+  }
+}
+
+Status DistributedExpertRunner::Validate() const {
+  if (static_cast<int64_t>(placement_.size()) != config_.num_layers) {
+    return InvalidArgumentError("placement has " + std::to_string(placement_.size()) +
+                                " layers, the model " + std::to_string(config_.num_layers));
+  }
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    if (!config_.moe_layer[l]) continue;
+    const ExpertPlacement& p = placement_[l];
+    const std::string where = "layer " + std::to_string(l) + ": ";
+    RETURN_IF_ERROR(p.Validate().WithContext(where));
+    if (p.world_size() != transport_->world_size() || p.num_experts() != config_.num_experts) {
+      return InvalidArgumentError(where + "placement of " + std::to_string(p.num_experts()) +
+                                  " experts over " + std::to_string(p.world_size()) +
+                                  " ranks does not fit " + std::to_string(config_.num_experts) +
+                                  " experts over " + std::to_string(transport_->world_size()));
+    }
+    for (int32_t e : slot_expert_[l]) {
+      if (e < 0 || !weights_.layers[l].experts[e].loaded()) {
+        return FailedPreconditionError(where + "expert " + std::to_string(e) +
+                                       " is placed on rank " + std::to_string(transport_->rank()) +
+                                       " but its weights are not loaded there");
+      }
+    }
+  }
+  return OkStatus();
+}
+
+Status DistributedExpertRunner::Run(int64_t layer, const float* hidden, int64_t num_tokens,
+                                    const int32_t* topk_idx, const float* topk_weights,
+                                    float* out) {
+  const int64_t h = config_.hidden;
+  ASSIGN_OR_RETURN(DispatchLayout layout,
+                   ComputeDispatchLayout(topk_idx, topk_weights, num_tokens,
+                                         static_cast<int32_t>(config_.num_topk), placement_[layer],
+                                         options_.replica_policy, transport_->rank()));
+  RETURN_IF_ERROR(dispatcher_.Dispatch(*transport_, layout, hidden, h, options_.dispatch_dtype,
+                                       Deadline::After(options_.timeout), &received_));
+  // Local experts on the received rows: gather each slot's entries, run, scatter per entry.
+  entry_out_.resize(received_.num_entries() * h);
+  const auto& slots = slot_expert_[layer];
+  local_counts_.assign(slots.size(), 0);
+  for (size_t s = 0; s < slots.size(); ++s) {
+    const auto entries = received_.ExpertEntries(static_cast<int32_t>(s));
+    const int64_t n = static_cast<int64_t>(entries.size());
+    local_counts_[s] = n;
+    if (n == 0) continue;
+    gathered_.resize(n * h);
+    results_.resize(n * h);
+    scratch_.resize(2 * n * config_.moe_intermediate_size);
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(&gathered_[i * h], received_.row(received_.entry_row[entries[i]]),
+                  h * sizeof(float));
+    }
+    RunMlp(weights_.layers[layer].experts[slots[s]], gathered_.data(), n, scratch_.data(),
+           results_.data());
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(&entry_out_[entries[i] * h], &results_[i * h], h * sizeof(float));
+    }
+  }
+  row_out_.resize(received_.num_rows() * h);
+  SumEntriesPerRow(received_, entry_out_.data(), row_out_.data());
+  return dispatcher_.Combine(*transport_, row_out_.data(), options_.combine_dtype,
+                             Deadline::After(options_.timeout), out);
+}
+
+}  // namespace switchyard

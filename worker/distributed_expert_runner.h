@@ -1,0 +1,62 @@
+// DistributedExpertRunner: the ExpertRunner of a worker rank. Routed tokens go to the ranks that
+// hold their experts (dispatch), each rank runs its local experts on what it received, and the
+// weighted results come back (combine) — over any Transport. The model code is the same as in
+// the single-process engine; only this object differs.
+//
+// Every rank must call Run for every MoE layer of every step, in the same order, also with zero
+// tokens (dispatch and combine are collectives). Not thread-safe: one forward pass at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "model/expert_runner.h"
+#include "transport/dispatch.h"
+#include "transport/dispatch_layout.h"
+#include "transport/transport.h"
+
+namespace switchyard {
+
+struct DistributedExpertOptions {
+  ReplicaPolicy replica_policy = ReplicaPolicy::kPreferLocal;
+  PayloadDtype dispatch_dtype = PayloadDtype::kF32;
+  PayloadDtype combine_dtype = PayloadDtype::kF32;
+  // Each dispatch and each combine must finish within this; a peer that does not is reported
+  // (DeadlineExceeded naming it) instead of hanging.
+  std::chrono::milliseconds timeout{30000};
+};
+
+class DistributedExpertRunner : public ExpertRunner {
+ public:
+  // `placement[layer]` is the placement of MoE layer `layer` (entries for dense layers are
+  // ignored); this rank's weights must hold every expert placed on it. `transport` and `weights`
+  // must outlive the runner.
+  DistributedExpertRunner(const ModelConfig& config, const ModelWeights& weights,
+                          Transport* transport, std::vector<ExpertPlacement> placement,
+                          DistributedExpertOptions options = {});
+
+  // Checks that the placement fits the model and that every expert placed on this rank is
+  // loaded; errors name the layer and expert.
+  Status Validate() const;
+
+  Status Run(int64_t layer, const float* hidden, int64_t num_tokens, const int32_t* topk_idx,
+             const float* topk_weights, float* out) override;
+
+  // Tokens (entries) this rank's experts processed in the last Run, per local slot.
+  const std::vector<int64_t>& LastLocalCounts() const { return local_counts_; }
+
+ private:
+  const ModelConfig& config_;
+  const ModelWeights& weights_;
+  Transport* transport_;
+  std::vector<ExpertPlacement> placement_;
+  DistributedExpertOptions options_;
+  std::vector<std::vector<int32_t>> slot_expert_;  // [layer][local slot] -> logical expert
+  Dispatcher dispatcher_;
+  ReceivedTokens received_;
+  std::vector<float> gathered_, results_, scratch_, entry_out_, row_out_;
+  std::vector<int64_t> local_counts_;
+};
+
+}  // namespace switchyard

@@ -1,5 +1,6 @@
 // bench_engine: CPU engine speed against this machine's own limits, measured in the same run.
-//   bench_engine [--model DIR] [--batch 1,8] [--steps 16] [--prompt 128] [--json]
+//   bench_engine [--model DIR] [--batch 1,8] [--steps 16] [--prompt 128]
+//                [--experts f32,nvfp4]   (routed experts FP32 and/or quantized at load time)
 // Without --model, a DeepSeek-V3-shaped F32 checkpoint (hidden 1024, 4 layers, 32 experts top-4)
 // is generated in a temp dir. Baselines: streaming read bandwidth over 1 GB with all threads
 // (decode is bound by reading weights) and OpenBLAS sgemm on the expert GEMM shape (prefill is
@@ -15,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -66,6 +68,7 @@ int main(int argc, char** argv) {
   std::string model_dir;
   std::vector<int> batches = {1, 8};
   int steps = 16, prompt_len = 128;
+  std::vector<std::string> formats = {"f32", "nvfp4"};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--model" && i + 1 < argc) {
@@ -75,6 +78,11 @@ int main(int argc, char** argv) {
       std::stringstream in(argv[++i]);
       std::string item;
       while (std::getline(in, item, ',')) batches.push_back(std::stoi(item));
+    } else if (arg == "--experts" && i + 1 < argc) {
+      formats.clear();
+      std::stringstream in(argv[++i]);
+      std::string item;
+      while (std::getline(in, item, ',')) formats.push_back(item);
     } else if (arg == "--steps" && i + 1 < argc) {
       steps = std::stoi(argv[++i]);
     } else if (arg == "--prompt" && i + 1 < argc) {
@@ -82,7 +90,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: bench_engine [--model DIR] [--batch 1,8] [--steps N] "
-                   "[--prompt N]\n");
+                   "[--prompt N] [--experts f32,nvfp4,mxfp4]\n");
       return 2;
     }
   }
@@ -100,58 +108,79 @@ int main(int argc, char** argv) {
     }
     model_dir = tmp;
   }
-  RuntimeConfig runtime;
-  runtime.max_seq_len = prompt_len + steps + 1;
-  auto engine = Engine::Load(model_dir, runtime);
-  if (!engine.ok()) {
-    std::fprintf(stderr, "bench_engine: %s\n", engine.status().ToString().c_str());
-    return 1;
-  }
-  const ModelConfig& c = (*engine)->model().config();
-  const ModelWeights& w = (*engine)->model().weights();
   const double stream = bench::StreamReadGBs();
-  const int64_t expert_bytes = 3 * c.hidden * c.moe_intermediate_size * 4;
-  const int64_t dense_bytes = w.ResidentBytes() - w.ExpertBytes() - w.embed.bytes();
-  std::printf("# threads %d, streaming read %.1f GB/s, non-expert weights %.0f MB, %s\n",
-              ComputeThreads(), stream, dense_bytes / 1e6, c.Summary().c_str());
-
-  for (int batch : batches) {
-    std::vector<GenerationRequest> requests(batch);
-    for (int b = 0; b < batch; ++b) {
-      for (int t = 0; t < prompt_len; ++t) {
-        requests[b].prompt.push_back((7 + 31 * t + 101 * b) % static_cast<int>(c.vocab_size));
-      }
-      requests[b].max_new_tokens = steps;
-      requests[b].ignore_eos = true;
-    }
-    GenerationStats stats;
-    auto results = (*engine)->Generate(requests, false, &stats);
-    if (!results.ok()) {
-      std::fprintf(stderr, "bench_engine: %s\n", results.status().ToString().c_str());
+  std::map<std::pair<std::string, int>, double> decode_tok_s;
+  int64_t gemm_k = 0, gemm_n = 0;
+  for (const std::string& format : formats) {
+    RuntimeConfig runtime;
+    runtime.max_seq_len = prompt_len + steps + 1;
+    runtime.expert_format = format;
+    auto engine = Engine::Load(model_dir, runtime);
+    if (!engine.ok()) {
+      std::fprintf(stderr, "bench_engine: %s\n", engine.status().ToString().c_str());
       return 1;
     }
-    const double decode_steps = steps - 1;  // the first token comes from the prefill step
-    const double step_s = stats.decode_seconds / decode_steps;
-    // Distinct experts a step reads: with random routing ~ E·(1-(1-k/E)^batch) per MoE layer.
-    const double p_untouched = std::pow(1.0 - double(c.num_topk) / c.num_experts, batch);
-    const double experts_read = c.NumMoeLayers() * c.num_experts * (1.0 - p_untouched);
-    const double bytes = dense_bytes + experts_read * expert_bytes;
-    const double gbs = bytes / step_s / 1e9;
+    const ModelConfig& c = (*engine)->model().config();
+    const ModelWeights& w = (*engine)->model().weights();
+    gemm_k = c.hidden;
+    gemm_n = c.moe_intermediate_size;
+    const double expert_bytes =
+        static_cast<double>(w.ExpertBytes()) / (c.NumMoeLayers() * c.num_experts);
+    const int64_t dense_bytes = w.ResidentBytes() - w.ExpertBytes() - w.embed.bytes();
     std::printf(
-        "{\"bench\": \"engine_decode\", \"batch\": %d, \"decode_tok_s\": %.1f, \"step_ms\": %.2f, "
-        "\"weight_bytes_per_step\": %.0f, \"effective_GBps\": %.2f, \"stream_GBps\": %.2f, "
-        "\"ratio_vs_stream\": %.2f, \"prefill_tok_s\": %.1f}\n",
-        batch, batch / step_s, step_s * 1e3, bytes, gbs, stream, gbs / stream,
-        stats.prompt_tokens / stats.prefill_seconds);
+        "# experts %s: threads %d, streaming read %.1f GB/s, non-expert weights %.0f MB, "
+        "%.2f MB per expert, %s\n",
+        format.c_str(), ComputeThreads(), stream, dense_bytes / 1e6, expert_bytes / 1e6,
+        c.Summary().c_str());
+    for (int batch : batches) {
+      std::vector<GenerationRequest> requests(batch);
+      for (int b = 0; b < batch; ++b) {
+        for (int t = 0; t < prompt_len; ++t) {
+          requests[b].prompt.push_back((7 + 31 * t + 101 * b) % static_cast<int>(c.vocab_size));
+        }
+        requests[b].max_new_tokens = steps;
+        requests[b].ignore_eos = true;
+      }
+      GenerationStats stats;
+      auto results = (*engine)->Generate(requests, false, &stats);
+      if (!results.ok()) {
+        std::fprintf(stderr, "bench_engine: %s\n", results.status().ToString().c_str());
+        return 1;
+      }
+      const double decode_steps = steps - 1;  // the first token comes from the prefill step
+      const double step_s = stats.decode_seconds / decode_steps;
+      // Distinct experts a step reads: with random routing ~ E·(1-(1-k/E)^batch) per MoE layer.
+      const double p_untouched = std::pow(1.0 - double(c.num_topk) / c.num_experts, batch);
+      const double experts_read = c.NumMoeLayers() * c.num_experts * (1.0 - p_untouched);
+      const double bytes = dense_bytes + experts_read * expert_bytes;
+      const double gbs = bytes / step_s / 1e9;
+      decode_tok_s[{format, batch}] = batch / step_s;
+      std::printf(
+          "{\"bench\": \"engine_decode\", \"experts\": \"%s\", \"batch\": %d, "
+          "\"decode_tok_s\": %.1f, \"step_ms\": %.2f, \"weight_bytes_per_step\": %.0f, "
+          "\"effective_GBps\": %.2f, \"stream_GBps\": %.2f, \"ratio_vs_stream\": %.2f, "
+          "\"prefill_tok_s\": %.1f}\n",
+          format.c_str(), batch, batch / step_s, step_s * 1e3, bytes, gbs, stream, gbs / stream,
+          stats.prompt_tokens / stats.prefill_seconds);
+    }
+  }
+  for (const std::string& format : formats) {
+    if (format == "f32" || decode_tok_s.count({"f32", batches[0]}) == 0) continue;
+    for (int batch : batches) {
+      std::printf(
+          "{\"bench\": \"engine_decode_speedup\", \"experts\": \"%s\", \"batch\": %d, "
+          "\"vs_f32\": %.2f}\n",
+          format.c_str(), batch, decode_tok_s[{format, batch}] / decode_tok_s[{"f32", batch}]);
+    }
   }
   for (int64_t m : {1, 8, 128, 512}) {
     double ours = 0, blas = 0;
-    GemmRatio(m, c.hidden, c.moe_intermediate_size, &ours, &blas);
+    GemmRatio(m, gemm_k, gemm_n, &ours, &blas);
     std::printf(
         "{\"bench\": \"gemm_f32\", \"m\": %lld, \"k\": %lld, \"n\": %lld, "
         "\"ours_GFLOPs\": %.1f, \"openblas_GFLOPs\": %.1f, \"ratio\": %.2f}\n",
-        static_cast<long long>(m), static_cast<long long>(c.hidden),
-        static_cast<long long>(c.moe_intermediate_size), ours, blas, ours / blas);
+        static_cast<long long>(m), static_cast<long long>(gemm_k), static_cast<long long>(gemm_n),
+        ours, blas, ours / blas);
   }
   if (!tmp.empty()) std::filesystem::remove_all(tmp);
   return 0;

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "local_ranks.h"
 #include "transport/transport_factory.h"
 
 namespace switchyard {
@@ -433,20 +434,8 @@ void PrintTo(const DispatchCase& c, std::ostream* os) { *os << c.name; }
 
 // ---- Local backend: ranks as threads. ----
 
-void RunRanks(LocalWorld& world, const std::vector<int>& ranks,
-              const std::function<void(int, Transport&)>& body) {
-  std::vector<std::thread> threads;
-  for (int r : ranks) {
-    threads.emplace_back([&world, &body, r] { body(r, world.transport(r)); });
-  }
-  for (std::thread& thread : threads) thread.join();
-}
-
-std::vector<int> AllRanks(int n) {
-  std::vector<int> ranks(n);
-  for (int r = 0; r < n; ++r) ranks[r] = r;
-  return ranks;
-}
+using testing::AllRanks;
+using testing::RunRanks;
 
 class LocalDispatch : public ::testing::TestWithParam<std::tuple<DispatchCase, int>> {};
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "local_ranks.h"
 #include "tests/transport_conformance.h"
 #include "transport/local/local_transport.h"
 #include "transport/transport_factory.h"
@@ -17,21 +18,8 @@ using testing::ConformanceCase;
 using testing::HasText;
 using testing::OpDeadline;
 
-// Runs body(rank, transport) on one thread per rank in `ranks` and joins them.
-void RunRanks(LocalWorld& world, const std::vector<int>& ranks,
-              const std::function<void(int, Transport&)>& body) {
-  std::vector<std::thread> threads;
-  for (int r : ranks) {
-    threads.emplace_back([&world, &body, r] { body(r, world.transport(r)); });
-  }
-  for (std::thread& thread : threads) thread.join();
-}
-
-std::vector<int> AllRanks(int n) {
-  std::vector<int> ranks(n);
-  for (int r = 0; r < n; ++r) ranks[r] = r;
-  return ranks;
-}
+using testing::AllRanks;
+using testing::RunRanks;
 
 class LocalConformance : public ::testing::TestWithParam<std::tuple<ConformanceCase, int>> {};
 

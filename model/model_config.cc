@@ -263,6 +263,39 @@ void ParseGqaFamily(Keys& k, const std::string& origin, ModelConfig* c) {
   (void)origin;
 }
 
+// DeepSeek's FP8 block-scaled checkpoints (README_WEIGHTS.md): quant_method "fp8", fmt "e4m3",
+// activation_scheme "dynamic", weight_block_size [128, 128]. fmt and activation_scheme default to
+// those values when absent (transformers' FineGrainedFP8Config does the same); weight_block_size
+// is required, as without it "fp8" means per-tensor scales (`weight_scale`), which are not
+// supported.
+Status ParseFp8Quantization(const json& q, const std::string& origin, ModelConfig* c) {
+  const std::string fmt = q.contains("fmt") ? q.at("fmt").dump() : "\"e4m3\"";
+  if (fmt != "\"e4m3\"") {
+    return UnimplementedError(origin + ": quantization_config.fmt " + fmt +
+                              " is not supported (supported: \"e4m3\")");
+  }
+  const std::string scheme =
+      q.contains("activation_scheme") ? q.at("activation_scheme").dump() : "\"dynamic\"";
+  if (scheme != "\"dynamic\"") {
+    return UnimplementedError(origin + ": quantization_config.activation_scheme " + scheme +
+                              " is not supported (supported: \"dynamic\")");
+  }
+  const json* block = q.contains("weight_block_size") ? &q.at("weight_block_size") : nullptr;
+  if (block == nullptr || block->is_null()) {
+    return UnimplementedError(origin +
+                              ": quantization_config.weight_block_size is missing: per-tensor FP8 "
+                              "is not supported (supported: weight_block_size [128, 128])");
+  }
+  if (*block != json::array({128, 128})) {
+    return UnimplementedError(origin + ": quantization_config.weight_block_size " + block->dump() +
+                              " is not supported (supported: [128, 128])");
+  }
+  c->quant_algo = "FP8_BLOCK";
+  c->fp8_block_rows = 128;
+  c->fp8_block_cols = 128;
+  return OkStatus();
+}
+
 }  // namespace
 
 const char* ModelFamilyName(ModelFamily family) {
@@ -324,18 +357,27 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::
   }
   if (root.contains("quantization_config")) {
     const json& q = root.at("quantization_config");
-    const std::string method = q.is_object() ? q.value("quant_method", "") : "";
-    const std::string algo = q.is_object() ? q.value("quant_algo", "") : "";
-    if (method != "modelopt") {
+    // A missing or non-string value reads as "" (reported as unsupported, never thrown).
+    auto text = [&q](const char* key) {
+      auto it = q.is_object() ? q.find(key) : q.end();
+      return it != q.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    const std::string method = text("quant_method");
+    if (method == "fp8") {
+      RETURN_IF_ERROR(ParseFp8Quantization(q, origin, &c));
+    } else if (method == "modelopt") {
+      const std::string algo = text("quant_algo");
+      if (algo != "NVFP4" && algo != "W4A16_NVFP4" && algo != "MXFP4") {
+        return UnimplementedError(origin + ": quantization_config.quant_algo '" + algo +
+                                  "' is not supported (supported: NVFP4, W4A16_NVFP4, MXFP4)");
+      }
+      c.quant_algo = algo;
+    } else {
       return UnimplementedError(origin + ": quantization_config.quant_method '" + method +
                                 "' is not supported (supported: modelopt with quant_algo NVFP4," +
-                                " W4A16_NVFP4 or MXFP4)");
+                                " W4A16_NVFP4 or MXFP4; fp8 with fmt e4m3 and weight_block_size" +
+                                " [128, 128])");
     }
-    if (algo != "NVFP4" && algo != "W4A16_NVFP4" && algo != "MXFP4") {
-      return UnimplementedError(origin + ": quantization_config.quant_algo '" + algo +
-                                "' is not supported (supported: NVFP4, W4A16_NVFP4, MXFP4)");
-    }
-    c.quant_algo = algo;
   }
   c.vocab_size = k.PositiveInt("vocab_size");
   c.hidden = k.PositiveInt("hidden_size");

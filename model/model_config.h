@@ -51,7 +51,14 @@ struct ModelConfig {
   // Quantized checkpoint (config.json "quantization_config"): "" = none; "NVFP4" /
   // "W4A16_NVFP4" (ModelOpt, quant_method "modelopt"); "MXFP4" (switchyard's MXFP4 layout, same
   // tensor names with E8M0 scales). FP4 tensors are read as stored; the rest as usual.
+  // "FP8_BLOCK": DeepSeek's FP8 checkpoints (quant_method "fp8", fmt "e4m3", activation_scheme
+  // "dynamic", weight_block_size [128, 128]): a linear `X.weight` may be F8_E4M3 [out, in] with
+  // `X.weight_scale_inv` F32 [ceil(out/rows), ceil(in/cols)], one multiplier per
+  // fp8_block_rows x fp8_block_cols block (edge blocks partial); the loader dequantizes it to FP32
+  // (w = e4m3(w) * s), activations stay FP32. Only [128, 128] is accepted.
   std::string quant_algo;
+  int64_t fp8_block_rows = 0;  // > 0 only for "FP8_BLOCK"
+  int64_t fp8_block_cols = 0;
 
   // MLA (DeepSeek); q_lora_rank == 0 means a single q_proj.
   bool mla = false;

@@ -11,6 +11,7 @@
 
 #include "common/dtype.h"
 #include "common/logging.h"
+#include "kernels/fp4_format.h"
 #include "model/safetensors.h"
 
 namespace switchyard {
@@ -300,6 +301,102 @@ cpu::Fp4Weight ReadFp4(const WeightSpec& spec, const Checkpoint::Entry& weight,
   return w;
 }
 
+// DeepSeek FP8 (config quant_algo "FP8_BLOCK"): a linear `<prefix>.weight` stored as F8_E4M3
+// [out, in] with `<prefix>.weight_scale_inv` F32 [ceil(out/R), ceil(in/C)], R x C the config's
+// block; w[i][j] = e4m3(w[i][j]) * s[i/R][j/C] (DeepSeek kernel.py weight_dequant_kernel).
+struct Fp8Parts {
+  Checkpoint::Entry scale{nullptr, nullptr};
+  int64_t block_rows = 0, block_cols = 0;
+};
+
+// Checks the weight's shape, and the scale's presence, dtype, shape and values (all of them: the
+// scales are 1/16384 of the weight bytes). Appends every problem found to `problems`.
+bool ResolveFp8(const Checkpoint& ckpt, const ModelConfig& config, const WeightSpec& spec,
+                const Checkpoint::Entry& weight, Fp8Parts* parts,
+                std::vector<std::string>* problems) {
+  if (config.fp8_block_rows <= 0 || config.fp8_block_cols <= 0) {
+    problems->push_back(Where(weight) +
+                        " is F8_E4M3 but config.json declares no FP8 quantization_config"
+                        " (quant_method fp8, weight_block_size [128, 128])");
+    return false;
+  }
+  const int64_t out = spec.shape[0], in = spec.shape[1];
+  bool ok = true;
+  if (weight.info->shape != spec.shape) {
+    problems->push_back(Where(weight) + " has shape " + weight.info->ShapeString() +
+                        ", config.json implies " + ShapeText(spec.shape));
+    ok = false;
+  }
+  parts->block_rows = config.fp8_block_rows;
+  parts->block_cols = config.fp8_block_cols;
+  const std::string scale_name = spec.name + "_scale_inv";
+  parts->scale = ckpt.Find(scale_name);
+  if (parts->scale.file == nullptr) {
+    problems->push_back(Where(weight) + " is F8_E4M3 but '" + scale_name + "' is missing");
+    return false;
+  }
+  const TensorInfo& scale = *parts->scale.info;
+  const std::vector<int64_t> scale_shape = {(out + parts->block_rows - 1) / parts->block_rows,
+                                            (in + parts->block_cols - 1) / parts->block_cols};
+  if (scale.dtype != DType::kF32) {
+    problems->push_back(Where(parts->scale) + " has dtype " + DTypeName(scale.dtype) +
+                        " (FP8 block scales are F32)");
+    return false;
+  }
+  if (scale.shape != scale_shape) {
+    problems->push_back(Where(parts->scale) + " has shape " + scale.ShapeString() + ", expected " +
+                        ShapeText(scale_shape) + " (" + std::to_string(parts->block_rows) + "x" +
+                        std::to_string(parts->block_cols) + " blocks of " + ShapeText(spec.shape) +
+                        ")");
+    return false;
+  }
+  const uint8_t* data = parts->scale.file->Data(scale);
+  for (int64_t b = 0; b < scale.NumElements(); ++b) {
+    float s;
+    std::memcpy(&s, data + 4 * b, 4);
+    if (!std::isfinite(s) || s <= 0) {
+      problems->push_back(Where(parts->scale) + " holds " + std::to_string(s) + " at block [" +
+                          std::to_string(b / scale_shape[1]) + ", " +
+                          std::to_string(b % scale_shape[1]) + "], not a positive finite scale");
+      return false;
+    }
+  }
+  return ok;
+}
+
+// Dequantizes into `dst` ([out, in] FP32). A NaN code (0x7F/0xFF; E4M3 has no Inf) is an error.
+Status DequantizeFp8(const WeightSpec& spec, const Checkpoint::Entry& weight, const Fp8Parts& parts,
+                     float* dst) {
+  float lut[256];
+  for (int c = 0; c < 256; ++c) lut[c] = fp4::E4m3ToF32(static_cast<uint8_t>(c));
+  const int64_t out = spec.shape[0], in = spec.shape[1];
+  const int64_t scale_cols = (in + parts.block_cols - 1) / parts.block_cols;
+  const uint8_t* codes = weight.file->Data(*weight.info);
+  const uint8_t* scale_bytes = parts.scale.file->Data(*parts.scale.info);
+  for (int64_t i = 0; i < out; ++i) {
+    const uint8_t* row = codes + i * in;
+    float* y = dst + i * in;
+    const uint8_t* srow = scale_bytes + 4 * (i / parts.block_rows) * scale_cols;
+    for (int64_t j0 = 0, b = 0; j0 < in; j0 += parts.block_cols, ++b) {
+      float s;
+      std::memcpy(&s, srow + 4 * b, 4);
+      const int64_t j1 = std::min(in, j0 + parts.block_cols);
+      uint8_t nan = 0;
+      for (int64_t j = j0; j < j1; ++j) {
+        y[j] = lut[row[j]] * s;
+        nan |= static_cast<uint8_t>((row[j] & 0x7F) == fp4::kE4m3NaN);
+      }
+      if (nan) {
+        int64_t j = j0;
+        while ((row[j] & 0x7F) != fp4::kE4m3NaN) ++j;
+        return InvalidArgumentError(Where(weight) + " holds an E4M3 NaN at [" + std::to_string(i) +
+                                    ", " + std::to_string(j) + "]");
+      }
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 void ConvertToF32(const uint8_t* src, DType dtype, int64_t count, float* dst) {
@@ -378,6 +475,7 @@ StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string& dir,
   std::vector<std::string> problems;
   std::vector<Checkpoint::Entry> entries(slots.size());
   std::vector<Fp4Parts> fp4_parts(slots.size());
+  std::vector<Fp8Parts> fp8_parts(slots.size());
   int64_t total_bytes = 0;
   for (size_t i = 0; i < slots.size(); ++i) {
     const WeightSpec& spec = slots[i].spec;
@@ -394,6 +492,14 @@ StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string& dir,
         problems.push_back(st.message());
         continue;
       }
+      entries[i] = e;
+      total_bytes += static_cast<int64_t>(info.end - info.begin);
+      continue;
+    }
+    const bool linear =
+        spec.kind == WeightSpec::Kind::kLinear || spec.kind == WeightSpec::Kind::kExpertLinear;
+    if (linear && info.dtype == DType::kF8E4M3) {  // DeepSeek FP8, block-scaled
+      if (!ResolveFp8(*ckpt, config, spec, e, &fp8_parts[i], &problems)) continue;
       entries[i] = e;
       total_bytes += static_cast<int64_t>(info.end - info.begin);
       continue;
@@ -437,7 +543,13 @@ StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string& dir,
         continue;
       }
       Tensor t = Tensor::Uninitialized(slots[i].spec.shape);
-      ConvertTensor(entries[i].file->Data(info), info.dtype, info.NumElements(), t.data());
+      if (fp8_parts[i].scale.file != nullptr) {
+        Status st = DequantizeFp8(slots[i].spec, entries[i], fp8_parts[i], t.data());
+        if (!st.ok()) return st.WithContext("checkpoint '" + dir + "'");
+        fp8_parts[i].scale.file->Release(*fp8_parts[i].scale.info);
+      } else {
+        ConvertTensor(entries[i].file->Data(info), info.dtype, info.NumElements(), t.data());
+      }
       entries[i].file->Release(info);
       if (slots[i].spec.kind == WeightSpec::Kind::kExpertLinear &&
           selection.expert_format != ExpertFormat::kF32) {

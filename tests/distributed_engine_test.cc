@@ -50,6 +50,8 @@ ExpertPlacement Placement(int32_t experts, int32_t world) {
 }
 
 struct RankResult {
+  RankResult() = default;
+  explicit RankResult(Status s) : status(std::move(s)) {}
   Status status;
   std::vector<std::vector<int32_t>> tokens;             // per prompt of this rank
   std::vector<std::vector<std::vector<float>>> logits;  // per prompt, per step
@@ -61,7 +63,7 @@ RankResult RunRank(const std::string& dir, Transport* transport,
                    const std::vector<std::vector<int32_t>>& prompts) {
   RankResult res;
   auto config = LoadModelConfig(dir);
-  if (!config.ok()) return {config.status()};
+  if (!config.ok()) return RankResult(config.status());
   const int32_t world = transport->world_size(), rank = transport->rank();
   std::vector<ExpertPlacement> placement(
       config->num_layers, Placement(static_cast<int32_t>(config->num_experts), world));
@@ -73,7 +75,7 @@ RankResult RunRank(const std::string& dir, Transport* transport,
     return false;
   };
   auto weights = LoadModelWeights(dir, *config, selection);
-  if (!weights.ok()) return {weights.status()};
+  if (!weights.ok()) return RankResult(weights.status());
   res.expert_bytes = (*weights)->ExpertBytes();
   Model model(*config, std::move(*weights));
   DistributedExpertRunner runner(model.config(), model.weights(), transport, placement);

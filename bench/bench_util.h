@@ -12,8 +12,7 @@
 namespace switchyard::bench {
 
 inline double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 __attribute__((target("avx2"))) inline float SumAvx2(const float* a, int64_t n) {

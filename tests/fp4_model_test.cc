@@ -9,52 +9,13 @@
 
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "model_quality.h"
 #include "test_util.h"
 
 namespace switchyard {
 namespace {
 
-struct Quality {
-  double top1 = 0;     // fraction of positions whose argmax agrees
-  double mean_kl = 0;  // nats
-};
-
-std::vector<std::vector<int32_t>> ReferenceSequences(const std::string& dir) {
-  auto file = SafetensorsFile::Open(dir + "/reference.safetensors");
-  EXPECT_TRUE(file.ok());
-  std::vector<std::vector<int32_t>> out;
-  for (int p = 0; file.ok(); ++p) {
-    const std::string prefix = "prompt_" + std::to_string(p) + ".";
-    const TensorInfo* in = (*file)->Find(prefix + "input_ids");
-    const TensorInfo* gen = (*file)->Find(prefix + "output_ids");
-    if (in == nullptr || gen == nullptr) break;
-    std::vector<int32_t> seq(in->NumElements() + gen->NumElements());
-    std::memcpy(seq.data(), (*file)->Data(*in), in->NumElements() * 4);
-    std::memcpy(seq.data() + in->NumElements(), (*file)->Data(*gen), gen->NumElements() * 4);
-    out.push_back(std::move(seq));
-  }
-  return out;
-}
-
-std::vector<float> AllLogits(const Model& model, const std::vector<int32_t>& seq) {
-  LocalExpertRunner experts(model.config(), model.weights());
-  KvCache cache(model.config(), 64);
-  ForwardBatch batch;
-  batch.tokens = seq;
-  batch.chunks.push_back({cache.Allocate(), static_cast<int64_t>(seq.size()), true, true});
-  Tensor logits;
-  EXPECT_TRUE(model.Forward(batch, &cache, &experts, &logits).ok());
-  return std::vector<float>(logits.data(), logits.data() + logits.size());
-}
-
-std::vector<double> Softmax(const float* x, int64_t n) {
-  double max = x[0], sum = 0;
-  for (int64_t i = 1; i < n; ++i) max = std::max(max, double{x[i]});
-  std::vector<double> p(n);
-  for (int64_t i = 0; i < n; ++i) sum += p[i] = std::exp(x[i] - max);
-  for (auto& v : p) v /= sum;
-  return p;
-}
+using Quality = testing::LogitQuality;
 
 std::unique_ptr<Model> Load(const std::string& dir, ExpertFormat format, bool corrupt = false) {
   auto config = LoadModelConfig(dir);
@@ -79,23 +40,7 @@ Quality Compare(const std::string& fixture, ExpertFormat format, bool corrupt = 
   const std::string dir = testing::FixtureDir(fixture);
   auto fp32 = Load(dir, ExpertFormat::kF32);
   auto fp4 = Load(dir, format, corrupt);
-  const int64_t vocab = fp32->config().vocab_size;
-  Quality q;
-  int64_t positions = 0;
-  for (const auto& seq : ReferenceSequences(dir)) {
-    const auto a = AllLogits(*fp32, seq), b = AllLogits(*fp4, seq);
-    for (size_t t = 0; t < seq.size(); ++t) {
-      const float* la = &a[t * vocab];
-      const float* lb = &b[t * vocab];
-      q.top1 += std::max_element(la, la + vocab) - la == std::max_element(lb, lb + vocab) - lb;
-      const auto pa = Softmax(la, vocab), pb = Softmax(lb, vocab);
-      for (int64_t i = 0; i < vocab; ++i) q.mean_kl += pa[i] * std::log(pa[i] / pb[i]);
-      ++positions;
-    }
-  }
-  q.top1 /= positions;
-  q.mean_kl /= positions;
-  return q;
+  return testing::CompareLogits(*fp32, *fp4, testing::ReferenceSequences(dir));
 }
 
 // Bounds from measurements (docs/PERFORMANCE.md): correct FP4 experts gave top-1 agreement

@@ -20,6 +20,7 @@
 #include "model/random_checkpoint.h"
 #include "model/safetensors.h"
 #include "model/safetensors_writer.h"
+#include "model_quality.h"
 #include "test_util.h"
 
 namespace switchyard {
@@ -325,39 +326,8 @@ TEST(Fp8CheckpointTest, ExpertFormatQuantizesTheDequantizedExperts) {
 
 // ---- Model level: FP8 weights against the FP32 engine ------------------------------------------
 
-struct Quality {
-  double top1 = 0;         // fraction of positions whose argmax agrees
-  double mean_kl = 0;      // KL(p_fp32 || p_fp8), nats, mean over positions
-  double max_rel_err = 0;  // max |Δlogit| / RMS(fp32 logits), over positions
-};
-
-std::vector<std::vector<int32_t>> ReferenceSequences(const std::string& fixture_dir) {
-  auto file = SafetensorsFile::Open(fixture_dir + "/reference.safetensors");
-  EXPECT_TRUE(file.ok());
-  std::vector<std::vector<int32_t>> out;
-  for (int p = 0; file.ok(); ++p) {
-    const std::string prefix = "prompt_" + std::to_string(p) + ".";
-    const TensorInfo* in = (*file)->Find(prefix + "input_ids");
-    const TensorInfo* gen = (*file)->Find(prefix + "output_ids");
-    if (in == nullptr || gen == nullptr) break;
-    std::vector<int32_t> seq(in->NumElements() + gen->NumElements());
-    std::memcpy(seq.data(), (*file)->Data(*in), in->NumElements() * 4);
-    std::memcpy(seq.data() + in->NumElements(), (*file)->Data(*gen), gen->NumElements() * 4);
-    out.push_back(std::move(seq));
-  }
-  return out;
-}
-
-std::vector<float> AllLogits(const Model& model, const std::vector<int32_t>& seq) {
-  LocalExpertRunner experts(model.config(), model.weights());
-  KvCache cache(model.config(), 64);
-  ForwardBatch batch;
-  batch.tokens = seq;
-  batch.chunks.push_back({cache.Allocate(), static_cast<int64_t>(seq.size()), true, true});
-  Tensor logits;
-  EXPECT_TRUE(model.Forward(batch, &cache, &experts, &logits).ok());
-  return std::vector<float>(logits.data(), logits.data() + logits.size());
-}
+using Quality = testing::LogitQuality;
+using testing::ReferenceSequences;
 
 Quality Compare(const std::string& f32_dir, const std::string& fp8_dir,
                 const std::vector<std::vector<int32_t>>& sequences) {
@@ -366,38 +336,7 @@ Quality Compare(const std::string& f32_dir, const std::string& fp8_dir,
   EXPECT_TRUE(config32.ok() && config8.ok());
   Model fp32(*config32, Load(f32_dir));
   Model fp8(*config8, Load(fp8_dir));
-  const int64_t vocab = config32->vocab_size;
-  Quality q;
-  int64_t positions = 0;
-  for (const auto& seq : sequences) {
-    const auto a = AllLogits(fp32, seq), b = AllLogits(fp8, seq);
-    for (size_t t = 0; t < seq.size(); ++t) {
-      const float* la = &a[t * vocab];
-      const float* lb = &b[t * vocab];
-      q.top1 += std::max_element(la, la + vocab) - la == std::max_element(lb, lb + vocab) - lb;
-      double max_a = la[0], max_b = lb[0], rms = 0, diff = 0;
-      for (int64_t i = 0; i < vocab; ++i) {
-        max_a = std::max(max_a, double{la[i]});
-        max_b = std::max(max_b, double{lb[i]});
-        rms += double{la[i]} * la[i];
-        diff = std::max(diff, std::fabs(double{la[i]} - lb[i]));
-      }
-      q.max_rel_err = std::max(q.max_rel_err, diff / std::sqrt(rms / vocab));
-      double za = 0, zb = 0;
-      for (int64_t i = 0; i < vocab; ++i) {
-        za += std::exp(la[i] - max_a);
-        zb += std::exp(lb[i] - max_b);
-      }
-      for (int64_t i = 0; i < vocab; ++i) {
-        const double lpa = la[i] - max_a - std::log(za), lpb = lb[i] - max_b - std::log(zb);
-        q.mean_kl += std::exp(lpa) * (lpa - lpb);
-      }
-      ++positions;
-    }
-  }
-  q.top1 /= positions;
-  q.mean_kl /= positions;
-  return q;
+  return testing::CompareLogits(fp32, fp8, sequences);
 }
 
 // E4M3 keeps 3 mantissa bits: with each block's amax mapped to 448, a weight carries a relative

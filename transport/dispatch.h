@@ -145,6 +145,7 @@ class Dispatcher {
   int32_t world_ = 0;
   int64_t hidden_ = 0;
   int64_t num_tokens_ = 0;
+  std::vector<uint8_t> token_started_;     // Combine: token already has its first row
   std::vector<int64_t> sent_rank_prefix_;  // [world + 1] rows sent to each rank (layout order)
   std::vector<int64_t> sent_row_token_;    // [sent rows] source token of each sent row
   std::vector<int64_t> recv_rank_prefix_;  // [world + 1] rows received from each rank

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -19,6 +20,7 @@
 #include "common/parallel.h"
 #include "common/runtime_config.h"
 #include "coordinator/placement/placement_plan.h"
+#include "model/batch_requests.h"
 #include "model/engine.h"
 #include "model/quantize_checkpoint.h"
 #include "model/random_checkpoint.h"
@@ -166,6 +168,49 @@ int RunGenerate(const GenerateFlags& flags, const RuntimeFlags& runtime_flags) {
     Status st = WriteNpyFloat32(flags.dump_logits, shape, data.data());
     if (!st.ok()) return Fail(st);
   }
+  return 0;
+}
+
+struct RunFlags {
+  std::string model, requests, out;
+};
+
+// Batch mode: every request of a JSONL file in one Generate call (batched prefill and decode).
+int RunBatch(const RunFlags& flags, const RuntimeFlags& runtime_flags) {
+  auto runtime = runtime_flags.Resolve();
+  if (!runtime.ok()) return Fail(runtime.status());
+  std::ifstream in(flags.requests);
+  if (!in) return Fail(NotFoundError("cannot open requests file '" + flags.requests + "'"));
+  std::stringstream text;
+  text << in.rdbuf();
+  auto batch = ParseBatchRequests(text.str(), flags.requests);
+  if (!batch.ok()) return Fail(batch.status());
+  auto engine = Engine::Load(flags.model, *runtime);
+  if (!engine.ok()) return Fail(engine.status());
+  std::vector<GenerationRequest> requests;
+  for (const auto& b : *batch) requests.push_back(b.request);
+  GenerationStats stats;
+  const auto start = std::chrono::steady_clock::now();
+  auto results = (*engine)->Generate(requests, false, &stats);
+  if (!results.ok()) return Fail(results.status());
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::ofstream file;
+  if (!flags.out.empty()) {
+    file.open(flags.out);
+    if (!file) return Fail(InvalidArgumentError("cannot create '" + flags.out + "'"));
+  }
+  std::ostream& out = flags.out.empty() ? std::cout : file;
+  for (size_t i = 0; i < batch->size(); ++i)
+    out << FormatBatchResult((*batch)[i], (*results)[i]) << "\n";
+  out.flush();
+  if (!out) return Fail(InternalError("cannot write the results"));
+  std::fprintf(stderr,
+               "switchyard run: %zu requests, %lld prompt + %lld generated tokens in %.3f s: "
+               "%.1f generated tok/s, %.1f total tok/s\n",
+               batch->size(), static_cast<long long>(stats.prompt_tokens),
+               static_cast<long long>(stats.generated_tokens), secs, stats.generated_tokens / secs,
+               (stats.prompt_tokens + stats.generated_tokens) / secs);
   return 0;
 }
 
@@ -335,6 +380,18 @@ int main(int argc, char** argv) {
   quantize->add_option("--out", quant_out, "output directory")->required();
   quantize->add_option("--format", quant_format, "nvfp4 | mxfp4")->capture_default_str();
 
+  RunFlags run_flags;
+  RuntimeFlags run_runtime;
+  CLI::App* run = app.add_subcommand(
+      "run", "batch mode: generate for every request of a JSONL file, one JSON line out each");
+  run->add_option("--model", run_flags.model, "checkpoint directory")->required();
+  run->add_option("--requests", run_flags.requests,
+                  "JSONL: {\"prompt_ids\": [...], \"max_tokens\": N, \"temperature\", "
+                  "\"top_k\", \"top_p\", \"seed\", \"ignore_eos\", \"id\"} per line")
+      ->required();
+  run->add_option("--out", run_flags.out, "write results here instead of stdout");
+  run_runtime.Add(run);
+
   PlaceFlags place_flags;
   CLI::App* place = app.add_subcommand(
       "place", "plan expert placement (DeepSeek EPLB) and print its balance per MoE layer");
@@ -359,10 +416,10 @@ int main(int argc, char** argv) {
 
   const std::string first = argc > 1 ? argv[1] : "";
   if (!first.empty() && first[0] != '-' && first != "generate" && first != "make-default-model" &&
-      first != "info" && first != "quantize" && first != "place") {
+      first != "info" && first != "quantize" && first != "place" && first != "run") {
     std::fprintf(stderr,
                  "switchyard: error: unknown command '%s' (commands: generate, make-default-model,"
-                 " info, quantize, place; see --help)\n",
+                 " info, quantize, place, run; see --help)\n",
                  argv[1]);
     return 2;
   }
@@ -382,6 +439,7 @@ int main(int argc, char** argv) {
   }
   if (info->parsed()) return RunInfo(info_model);
   if (place->parsed()) return RunPlace(place_flags);
+  if (run->parsed()) return RunBatch(run_flags, run_runtime);
   if (quantize->parsed()) {
     auto format = ParseExpertFormat(quant_format);
     if (!format.ok()) return Fail(format.status());

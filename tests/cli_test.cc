@@ -157,6 +157,32 @@ TEST_F(CliTest, GenerateMatchesReferenceAndDumpsLogits) {
   }
 }
 
+TEST_F(CliTest, BatchRunWritesOneJsonLinePerRequest) {
+  const auto input0 = ReadReference<int32_t>("prompt_0.input_ids");
+  const auto output0 = ReadReference<int32_t>("prompt_0.output_ids");
+  const auto input1 = ReadReference<int32_t>("prompt_1.input_ids");
+  const auto output1 = ReadReference<int32_t>("prompt_1.output_ids");
+  const std::string requests = tmp_.path() + "/requests.jsonl";
+  const std::string results = tmp_.path() + "/results.jsonl";
+  std::ofstream(requests) << "{\"id\": \"first\", \"prompt_ids\": [" << Join(input0)
+                          << "], \"max_tokens\": 8, \"ignore_eos\": true}\n\n"
+                          << "{\"prompt_ids\": [" << Join(input1)
+                          << "], \"max_tokens\": 8, \"ignore_eos\": true}\n";
+  Result r =
+      Run("run --model " + Fixture() + " --requests '" + requests + "' --out '" + results + "'");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("2 requests"), std::string::npos) << r.err;
+  std::ifstream in(results);
+  std::string line0, line1;
+  ASSERT_TRUE(std::getline(in, line0) && std::getline(in, line1));
+  EXPECT_NE(line0.find("\"id\":\"first\""), std::string::npos) << line0;
+  EXPECT_NE(line0.find("\"tokens\":[" + Join(output0) + "]"), std::string::npos) << line0;
+  EXPECT_NE(line1.find("\"id\":\"3\""), std::string::npos) << line1;  // default: line number
+  EXPECT_NE(line1.find("\"tokens\":[" + Join(output1) + "]"), std::string::npos) << line1;
+  std::ofstream(requests) << "{\"prompt_ids\": [1]}\n{\"prompt_ids\": [1], \"top_p\": 7}\n";
+  ExpectCliError(Run("run --model " + Fixture() + " --requests '" + requests + "'"), "line 2");
+}
+
 TEST_F(CliTest, SeveralPromptsPrintOneLineEachAndDumpThreeDimensions) {
   const std::string npy_path = tmp_.path() + "/batch.npy";
   Result r = Run("generate --model " + Fixture() +

@@ -1,5 +1,8 @@
 // Tests for the safetensors reader (ParseSafetensors, SafetensorsFile), the writer and Checkpoint.
 //
+// Over 1,000 lines on purpose: one short test per hostile-header case of the format specification
+// (a catalogue is easier to audit than a table-driven maze of builders).
+//
 // Hostile inputs are built as byte images in memory and handed to ParseSafetensors; some are also
 // written to a temporary directory and opened through SafetensorsFile::Open / Checkpoint::Open.
 // Every rejection is checked for the specific error text, the file path and, where it applies,

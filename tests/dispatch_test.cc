@@ -38,6 +38,7 @@
 
 #include "common/dtype.h"
 #include "local_ranks.h"
+#include "mpi_test_main.h"
 #include "transport/transport_factory.h"
 
 namespace switchyard {
@@ -507,18 +508,15 @@ TEST(DispatchDeadlineTest, MissingRankIsNamed) {
 
 // ---- MPI backend: this process is one rank (under mpirun). ----
 
-Transport* g_transport = nullptr;
-std::string g_skip_reason;
-
 class MpiDispatch : public ::testing::TestWithParam<DispatchCase> {};
 
 TEST_P(MpiDispatch, Runs) {
-  if (!g_transport) GTEST_SKIP() << g_skip_reason;
+  if (!testing::MpiTransport()) GTEST_SKIP() << testing::MpiSkipReason();
   const DispatchCase& test_case = GetParam();
-  if (g_transport->world_size() < test_case.min_world_size) {
+  if (testing::MpiTransport()->world_size() < test_case.min_world_size) {
     GTEST_SKIP() << test_case.name << " needs " << test_case.min_world_size << " ranks";
   }
-  test_case.body(*g_transport);
+  test_case.body(*testing::MpiTransport());
 }
 
 INSTANTIATE_TEST_SUITE_P(Suite, MpiDispatch, ::testing::ValuesIn(DispatchCases()),
@@ -533,25 +531,6 @@ INSTANTIATE_TEST_SUITE_P(Suite, MpiDispatch, ::testing::ValuesIn(DispatchCases()
 
 #ifdef SWITCHYARD_DISPATCH_TEST_MPI
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto transport = switchyard::CreateTransport(switchyard::TransportKind::kMpi);
-  std::unique_ptr<switchyard::Transport> owned;
-  if (transport.ok()) {
-    owned = std::move(transport).value();
-    switchyard::g_transport = owned.get();
-  } else if (transport.status().code() == switchyard::StatusCode::kUnimplemented) {
-    switchyard::g_skip_reason = transport.status().message();
-  } else {
-    std::fprintf(stderr, "dispatch_mpi_test: %s\n", transport.status().ToString().c_str());
-    return 1;
-  }
-  const int rc = RUN_ALL_TESTS();
-  owned.reset();
-  switchyard::Status shutdown = switchyard::ShutdownTransports();
-  if (!shutdown.ok()) {
-    std::fprintf(stderr, "dispatch_mpi_test: %s\n", shutdown.ToString().c_str());
-    return 1;
-  }
-  return rc;
+  return switchyard::testing::RunMpiTests(argc, argv, "dispatch_mpi_test");
 }
 #endif

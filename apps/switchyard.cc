@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/npy.h"
 #include "common/parallel.h"
@@ -179,11 +180,9 @@ struct RunFlags {
 int RunBatch(const RunFlags& flags, const RuntimeFlags& runtime_flags) {
   auto runtime = runtime_flags.Resolve();
   if (!runtime.ok()) return Fail(runtime.status());
-  std::ifstream in(flags.requests);
-  if (!in) return Fail(NotFoundError("cannot open requests file '" + flags.requests + "'"));
-  std::stringstream text;
-  text << in.rdbuf();
-  auto batch = ParseBatchRequests(text.str(), flags.requests);
+  auto text = ReadFileToString(flags.requests);
+  if (!text.ok()) return Fail(text.status().WithContext("requests"));
+  auto batch = ParseBatchRequests(*text, flags.requests);
   if (!batch.ok()) return Fail(batch.status());
   auto engine = Engine::Load(flags.model, *runtime);
   if (!engine.ok()) return Fail(engine.status());
@@ -245,9 +244,8 @@ StatusOr<std::vector<std::vector<double>>> ReadLoads(const std::string& path, si
                                                      int64_t experts) {
   if (path.empty())
     return std::vector<std::vector<double>>(layers, std::vector<double>(experts, 1));
-  std::ifstream in(path);
-  if (!in) return NotFoundError("cannot open load statistics '" + path + "'");
-  nlohmann::json root = nlohmann::json::parse(in, nullptr, false);
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  nlohmann::json root = nlohmann::json::parse(text, nullptr, false);
   if (root.is_discarded() || !root.contains("layers") || !root["layers"].is_array()) {
     return InvalidArgumentError(path + ": expected {\"layers\": [[expert loads], ...]}");
   }
@@ -287,11 +285,9 @@ int RunPlace(const PlaceFlags& flags) {
   if (!loads.ok()) return Fail(loads.status());
   StatusOr<PlacementPlan> plan = InvalidArgumentError("no plan");
   if (!flags.plan_in.empty()) {
-    std::ifstream in(flags.plan_in);
-    std::stringstream text;
-    text << in.rdbuf();
-    if (!in) return Fail(NotFoundError("cannot open plan '" + flags.plan_in + "'"));
-    plan = PlacementPlan::FromJson(text.str(), flags.plan_in);
+    auto text = ReadFileToString(flags.plan_in);
+    if (!text.ok()) return Fail(text.status().WithContext("plan"));
+    plan = PlacementPlan::FromJson(*text, flags.plan_in);
   } else {
     plan = PlanWithEplb(flags.topology, experts, moe_layers, *loads, flags.redundant_per_gpu,
                         static_cast<int32_t>(config->n_group));

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "common/file_util.h"
 #include "common/logging.h"
 
 namespace switchyard {
@@ -71,17 +72,9 @@ Status ParseRuntimeConfigYaml(const std::string& text, const std::string& origin
 }
 
 Status LoadRuntimeConfigYaml(const std::string& path, RuntimeConfig* config) {
-  YAML::Node probe;
-  std::string text;
-  {
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (f == nullptr) return NotFoundError("cannot open config file '" + path + "'");
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
-    std::fclose(f);
-  }
-  return ParseRuntimeConfigYaml(text, path, config);
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return text.status().WithContext("runtime config");
+  return ParseRuntimeConfigYaml(*text, path, config);
 }
 
 Status ApplyRuntimeConfigEnv(RuntimeConfig* config) {

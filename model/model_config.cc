@@ -2,9 +2,10 @@
 
 #include <cmath>
 #include <cstdint>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "common/file_util.h"
 
 namespace switchyard {
 namespace {
@@ -404,11 +405,9 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::
 
 StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
   const std::string path = dir + "/config.json";
-  std::ifstream in(path);
-  if (!in) return NotFoundError("cannot open model config '" + path + "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  return ParseModelConfig(text.str(), path);
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return text.status().WithContext("model config");
+  return ParseModelConfig(*text, path);
 }
 
 }  // namespace switchyard

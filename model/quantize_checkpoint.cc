@@ -7,8 +7,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "kernels/cpu/fp4_gemm.h"
 #include "model/safetensors_writer.h"
@@ -26,14 +26,6 @@ std::function<void(uint8_t*, uint64_t)> CopyBytes(const uint8_t* src) {
 
 std::function<void(uint8_t*, uint64_t)> ShareBytes(std::shared_ptr<std::vector<uint8_t>> data) {
   return [data](uint8_t* out, uint64_t bytes) { std::memcpy(out, data->data(), bytes); };
-}
-
-StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFoundError("cannot open '" + path + "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 Status WriteText(const std::string& path, const std::string& text) {
@@ -62,7 +54,7 @@ Status QuantizeCheckpoint(const std::string& in_dir, const std::string& out_dir,
   if (format == ExpertFormat::kF32) {
     return InvalidArgumentError("quantize: choose an FP4 format (nvfp4 or mxfp4)");
   }
-  ASSIGN_OR_RETURN(std::string config_text, ReadText(in_dir + "/config.json"));
+  ASSIGN_OR_RETURN(std::string config_text, ReadFileToString(in_dir + "/config.json"));
   ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(config_text, in_dir + "/config.json"));
   if (!config.quant_algo.empty()) {
     return InvalidArgumentError("quantize: '" + in_dir + "' is already quantized (" +
@@ -119,18 +111,19 @@ Status QuantizeCheckpoint(const std::string& in_dir, const std::string& out_dir,
       }
       ++local.tensors_quantized;
     }
-    for (const auto& t : out) weight_map[t.name] = shard;
+    for (const auto& t : out) {
+      weight_map[t.name] = shard;
+      int64_t bits = DTypeBits(t.dtype);
+      for (int64_t d : t.shape) bits *= d;
+      local.bytes_out += bits / 8;
+    }
     RETURN_IF_ERROR(
         WriteSafetensors(out_dir + "/" + shard, std::move(out), file->header().metadata));
     LOG_INFO("quantize", "wrote %s", (out_dir + "/" + shard).c_str());
   }
   if (files.size() > 1) {
-    uint64_t total = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(out_dir)) {
-      if (entry.path().extension() == ".safetensors") total += entry.file_size();
-    }
-    RETURN_IF_ERROR(
-        WriteSafetensorsIndex(out_dir + "/model.safetensors.index.json", weight_map, total));
+    RETURN_IF_ERROR(WriteSafetensorsIndex(out_dir + "/model.safetensors.index.json", weight_map,
+                                          static_cast<uint64_t>(local.bytes_out)));
   }
   const std::string algo = fp4 == cpu::Fp4Format::kNvFp4 ? "W4A16_NVFP4" : "MXFP4";
   const std::vector<std::string> excluded = ExcludedModules(config);
@@ -148,9 +141,6 @@ Status QuantizeCheckpoint(const std::string& in_dir, const std::string& out_dir,
                {"group_size", block},
                {"exclude_modules", excluded}}}};
   RETURN_IF_ERROR(WriteText(out_dir + "/hf_quant_config.json", hf.dump(2) + "\n"));
-  for (const auto& entry : std::filesystem::directory_iterator(out_dir)) {
-    if (entry.path().extension() == ".safetensors") local.bytes_out += entry.file_size();
-  }
   if (report != nullptr) *report = local;
   return OkStatus();
 }

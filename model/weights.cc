@@ -148,25 +148,6 @@ void BuildSlots(const ModelConfig& c, const LoadSelection& sel, ModelWeights* w,
   }
 }
 
-// Converts `count` elements of a checkpoint dtype to FP32. Deliberately one thread: the cost is
-// page faults (source mapping and fresh destination pages), which serialise on the address-space
-// lock; two threads measured 1.7-2x slower here (bench_load, 1.8 GB F32: 4.5 s vs 2.6 s).
-void ConvertTensor(const uint8_t* src, DType dtype, int64_t count, float* dst) {
-  constexpr int64_t kChunk = 1 << 16;
-  for (int64_t c0 = 0; c0 < count; c0 += kChunk) {
-    int64_t c1 = std::min(count, c0 + kChunk);
-    if (dtype == DType::kF32) {
-      std::memcpy(dst + c0, src + 4 * c0, 4 * (c1 - c0));
-    } else {
-      for (int64_t i = c0; i < c1; ++i) {
-        uint16_t bits;
-        std::memcpy(&bits, src + 2 * i, 2);
-        dst[i] = dtype == DType::kBF16 ? Bf16ToF32(bits) : F16ToF32(bits);
-      }
-    }
-  }
-}
-
 // Live progress on a terminal; a log line per 10% otherwise. Quiet for the first second.
 class Progress {
   static constexpr double kQuietSeconds = 1.0;
@@ -399,8 +380,23 @@ Status DequantizeFp8(const WeightSpec& spec, const Checkpoint::Entry& weight, co
 
 }  // namespace
 
+// Deliberately one thread: the cost is
+// page faults (source mapping and fresh destination pages), which serialise on the address-space
+// lock; two threads measured 1.7-2x slower here (bench_load, 1.8 GB F32: 4.5 s vs 2.6 s).
 void ConvertToF32(const uint8_t* src, DType dtype, int64_t count, float* dst) {
-  ConvertTensor(src, dtype, count, dst);
+  constexpr int64_t kChunk = 1 << 16;
+  for (int64_t c0 = 0; c0 < count; c0 += kChunk) {
+    int64_t c1 = std::min(count, c0 + kChunk);
+    if (dtype == DType::kF32) {
+      std::memcpy(dst + c0, src + 4 * c0, 4 * (c1 - c0));
+    } else {
+      for (int64_t i = c0; i < c1; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * i, 2);
+        dst[i] = dtype == DType::kBF16 ? Bf16ToF32(bits) : F16ToF32(bits);
+      }
+    }
+  }
 }
 
 StatusOr<ExpertFormat> ParseExpertFormat(const std::string& text) {
@@ -548,7 +544,7 @@ StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string& dir,
         if (!st.ok()) return st.WithContext("checkpoint '" + dir + "'");
         fp8_parts[i].scale.file->Release(*fp8_parts[i].scale.info);
       } else {
-        ConvertTensor(entries[i].file->Data(info), info.dtype, info.NumElements(), t.data());
+        ConvertToF32(entries[i].file->Data(info), info.dtype, info.NumElements(), t.data());
       }
       entries[i].file->Release(info);
       if (slots[i].spec.kind == WeightSpec::Kind::kExpertLinear &&

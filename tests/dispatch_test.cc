@@ -442,12 +442,7 @@ class LocalDispatch : public ::testing::TestWithParam<std::tuple<DispatchCase, i
 
 TEST_P(LocalDispatch, Runs) {
   const auto& [test_case, world_size] = GetParam();
-  if (world_size < test_case.min_world_size) {
-    GTEST_SKIP() << test_case.name << " needs " << test_case.min_world_size << " ranks";
-  }
-  auto world = MakeLocalWorld(world_size);
-  ASSERT_TRUE(world.ok()) << world.status().ToString();
-  RunRanks(**world, AllRanks(world_size), [&](int, Transport& t) { test_case.body(t); });
+  testing::RunCaseOnLocalWorld(test_case, world_size);
 }
 
 INSTANTIATE_TEST_SUITE_P(Suite, LocalDispatch,

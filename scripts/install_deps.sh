@@ -9,7 +9,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev
-  libopenmpi-dev openmpi-bin libucx-dev
+  libopenmpi-dev openmpi-bin libucx-dev libboost-dev
   clang-format python3 python3-pip
 )
 PIP_PACKAGES=(numpy ml_dtypes)

@@ -1,5 +1,5 @@
 // switchyard: the command-line entry point.
-//   switchyard generate --model DIR --prompt-ids 1,2,3 --max-new-tokens N [...]
+//   switchyard generate --model DIR --prompt-ids 1,2,3 | --prompt TEXT --max-new-tokens N [...]
 //   switchyard make-default-model --out DIR
 //   switchyard info --model DIR
 // Every error exits non-zero with "switchyard: error: <reason>" on stderr.
@@ -13,8 +13,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "apps/cluster_commands.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/npy.h"
@@ -26,6 +28,7 @@
 #include "model/quantize_checkpoint.h"
 #include "model/random_checkpoint.h"
 #include "model/safetensors.h"
+#include "model/tokenizer.h"
 
 namespace switchyard {
 namespace {
@@ -105,6 +108,7 @@ StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
 struct GenerateFlags {
   std::string model;
   std::vector<std::string> prompts;
+  std::vector<std::string> prompt_texts;  // --prompt: encoded with the checkpoint's tokenizer
   int64_t max_new_tokens = 16;
   float temperature = 0.0f;
   int64_t top_k = 0;
@@ -118,8 +122,20 @@ int RunGenerate(const GenerateFlags& flags, const RuntimeFlags& runtime_flags) {
   auto runtime = runtime_flags.Resolve();
   if (!runtime.ok()) return Fail(runtime.status());
   std::vector<GenerationRequest> requests;
-  for (const auto& text : flags.prompts) {
-    auto ids = ParseIds(text);
+  if (flags.prompts.empty() && flags.prompt_texts.empty()) {
+    return Fail(InvalidArgumentError("give --prompt-ids IDS or --prompt TEXT"));
+  }
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!flags.prompt_texts.empty()) {
+    auto loaded = Tokenizer::FromFile(flags.model + "/tokenizer.json");
+    if (!loaded.ok()) return Fail(loaded.status().WithContext("--prompt needs a tokenizer"));
+    tokenizer = std::move(*loaded);
+  }
+  std::vector<std::string> inputs = flags.prompts;  // ids first, then texts (marked by index)
+  inputs.insert(inputs.end(), flags.prompt_texts.begin(), flags.prompt_texts.end());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::string& text = inputs[i];
+    auto ids = i < flags.prompts.size() ? ParseIds(text) : tokenizer->Encode(text, true);
     if (!ids.ok()) return Fail(ids.status());
     GenerationRequest req;
     req.prompt = std::move(*ids);
@@ -133,9 +149,16 @@ int RunGenerate(const GenerateFlags& flags, const RuntimeFlags& runtime_flags) {
   GenerationStats stats;
   auto results = (*engine)->Generate(requests, !flags.dump_logits.empty(), &stats);
   if (!results.ok()) return Fail(results.status());
-  for (const auto& res : *results) {
+  for (size_t r = 0; r < results->size(); ++r) {
+    const auto& res = (*results)[r];
     for (size_t i = 0; i < res.tokens.size(); ++i) std::printf(i ? ",%d" : "%d", res.tokens[i]);
     std::printf("\n");
+    if (r >= flags.prompts.size()) {  // a --prompt text: the completion as text too (JSON string)
+      auto text = tokenizer->Decode(res.tokens, /*skip_special_tokens=*/true);
+      const nlohmann::json shown = text.ok() ? *text : "<" + text.status().message() + ">";
+      std::printf("text: %s\n",
+                  shown.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    }
   }
   std::fflush(stdout);
   LOG_INFO(
@@ -180,9 +203,25 @@ struct RunFlags {
 int RunBatch(const RunFlags& flags, const RuntimeFlags& runtime_flags) {
   auto runtime = runtime_flags.Resolve();
   if (!runtime.ok()) return Fail(runtime.status());
+  if (runtime->has_cluster) {  // a distributed deployment: coordinator + workers
+    if (!flags.model.empty()) runtime->cluster.model = flags.model;
+    return RunCoordinatorCommand(*runtime, {flags.requests, flags.out, "", ""});
+  }
+  if (flags.model.empty()) {
+    return Fail(
+        InvalidArgumentError("--model is required (or a --config with a cluster: section)"));
+  }
   auto text = ReadFileToString(flags.requests);
   if (!text.ok()) return Fail(text.status().WithContext("requests"));
-  auto batch = ParseBatchRequests(*text, flags.requests);
+  // A checkpoint's tokenizer.json (if any) encodes "prompt" texts and decodes results to "text".
+  std::unique_ptr<Tokenizer> tokenizer;
+  auto loaded = Tokenizer::FromFile(flags.model + "/tokenizer.json");
+  if (loaded.ok()) {
+    tokenizer = std::move(*loaded);
+  } else if (loaded.status().code() != StatusCode::kNotFound) {
+    LOG_WARN("run", "no text prompts/results: %s", loaded.status().ToString().c_str());
+  }
+  auto batch = ParseBatchRequests(*text, flags.requests, tokenizer.get());
   if (!batch.ok()) return Fail(batch.status());
   auto engine = Engine::Load(flags.model, *runtime);
   if (!engine.ok()) return Fail(engine.status());
@@ -201,7 +240,7 @@ int RunBatch(const RunFlags& flags, const RuntimeFlags& runtime_flags) {
   }
   std::ostream& out = flags.out.empty() ? std::cout : file;
   for (size_t i = 0; i < batch->size(); ++i)
-    out << FormatBatchResult((*batch)[i], (*results)[i]) << "\n";
+    out << FormatBatchResult((*batch)[i], (*results)[i], tokenizer.get()) << "\n";
   out.flush();
   if (!out) return Fail(InternalError("cannot write the results"));
   std::fprintf(stderr,
@@ -345,13 +384,15 @@ int main(int argc, char** argv) {
 
   GenerateFlags gen;
   RuntimeFlags gen_runtime;
-  CLI::App* generate = app.add_subcommand("generate", "generate tokens from prompt token ids");
+  CLI::App* generate =
+      app.add_subcommand("generate", "generate tokens from prompt token ids or text");
   generate->add_option("--model", gen.model, "checkpoint directory (config.json + safetensors)")
       ->required();
-  generate
-      ->add_option("--prompt-ids", gen.prompts,
-                   "comma-separated prompt token ids; repeat for a batch of prompts")
-      ->required();
+  generate->add_option("--prompt-ids", gen.prompts,
+                       "comma-separated prompt token ids; repeat for a batch of prompts");
+  generate->add_option("--prompt", gen.prompt_texts,
+                       "prompt text, encoded with the checkpoint's tokenizer.json (BOS added); "
+                       "repeat for a batch; prints the completion's text after its ids");
   generate->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate per prompt")
       ->capture_default_str();
   generate->add_option("--temperature", gen.temperature, "0 = greedy")->capture_default_str();
@@ -380,7 +421,8 @@ int main(int argc, char** argv) {
   RuntimeFlags run_runtime;
   CLI::App* run = app.add_subcommand(
       "run", "batch mode: generate for every request of a JSONL file, one JSON line out each");
-  run->add_option("--model", run_flags.model, "checkpoint directory")->required();
+  run->add_option("--model", run_flags.model,
+                  "checkpoint directory (with a cluster config: overrides cluster.model)");
   run->add_option("--requests", run_flags.requests,
                   "JSONL: {\"prompt_ids\": [...], \"max_tokens\": N, \"temperature\", "
                   "\"top_k\", \"top_p\", \"seed\", \"ignore_eos\", \"id\"} per line")
@@ -406,16 +448,34 @@ int main(int argc, char** argv) {
   place->add_option("--plan", place_flags.plan_in, "validate and report a supplied plan instead");
   place->add_option("--out", place_flags.plan_out, "write the plan as JSON");
 
+  ClusterCommandFlags coord_flags;
+  RuntimeFlags coord_runtime;
+  CLI::App* coordinator = app.add_subcommand(
+      "coordinator", "distributed run: plan placement, drive the workers, run a JSONL batch");
+  coordinator->add_option("--requests", coord_flags.requests, "JSONL requests (as for run)")
+      ->required();
+  coordinator->add_option("--out", coord_flags.out, "write results here instead of stdout");
+  coordinator->add_option("--dump-logits", coord_flags.dump_logits,
+                          "write every token's logits as .npy [requests, max_tokens, vocab]");
+  coord_runtime.Add(coordinator);
+  ClusterCommandFlags worker_flags;
+  RuntimeFlags worker_runtime;
+  CLI::App* worker = app.add_subcommand("worker", "one worker rank of a distributed run");
+  worker->add_option("--coordinator", worker_flags.coordinator,
+                     "HOST:PORT of the coordinator (default: from MPI, or the config)");
+  worker_runtime.Add(worker);
+
   std::string info_model;
   CLI::App* info = app.add_subcommand("info", "describe a checkpoint");
   info->add_option("--model", info_model, "checkpoint directory")->required();
 
   const std::string first = argc > 1 ? argv[1] : "";
   if (!first.empty() && first[0] != '-' && first != "generate" && first != "make-default-model" &&
-      first != "info" && first != "quantize" && first != "place" && first != "run") {
+      first != "info" && first != "quantize" && first != "place" && first != "run" &&
+      first != "coordinator" && first != "worker") {
     std::fprintf(stderr,
                  "switchyard: error: unknown command '%s' (commands: generate, make-default-model,"
-                 " info, quantize, place, run; see --help)\n",
+                 " info, quantize, place, run, coordinator, worker; see --help)\n",
                  argv[1]);
     return 2;
   }
@@ -436,6 +496,14 @@ int main(int argc, char** argv) {
   if (info->parsed()) return RunInfo(info_model);
   if (place->parsed()) return RunPlace(place_flags);
   if (run->parsed()) return RunBatch(run_flags, run_runtime);
+  for (auto [cmd, flags, rflags] : {std::tuple{coordinator, &coord_flags, &coord_runtime},
+                                    std::tuple{worker, &worker_flags, &worker_runtime}}) {
+    if (!cmd->parsed()) continue;
+    auto runtime = rflags->Resolve();
+    if (!runtime.ok()) return Fail(runtime.status());
+    return cmd == worker ? RunWorkerCommand(*runtime, *flags)
+                         : RunCoordinatorCommand(*runtime, *flags);
+  }
   if (quantize->parsed()) {
     auto format = ParseExpertFormat(quant_format);
     if (!format.ok()) return Fail(format.status());

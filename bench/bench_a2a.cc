@@ -1,23 +1,30 @@
-// bench_a2a: MoE dispatch+combine over the MPI Transport against raw MPI_Alltoallv moving the same
-// bytes, measured in the same run. Run under mpirun:
-//   mpirun -np 4 build/bin/bench_a2a [--tokens 1,16,128,1024] [--hidden 2048,7168]
-//       [--dtype bf16,f32] [--topk 8] [--experts 64] [--reps N] [--warmup N] [--seed N] [--json]
-// Per case (tokens per rank, hidden, dtype): every rank routes its tokens top-k over experts placed
-// contiguously over the ranks (random routing, fixed seed per rank), then
-//   ours: Dispatcher::Dispatch + Dispatcher::Combine over the MPI Transport. The experts are the
-//         identity with no compute at all: Combine sends the received rows back as they arrived
-//         (row_out = ReceivedTokens::rows), so the time is the dispatcher's packing, BF16
-//         conversion, header exchange, unpacking, combine accumulation and the transport.
-//   raw:  MPI_Alltoallv of exactly the dispatch payload bytes per peer (rows in the transit dtype
-//         plus the per-row entry counts and (expert, weight) entries, as the dispatcher's wire
-//         format), then MPI_Alltoallv of the combine bytes per peer (rows back, reversed).
+// bench_a2a: MoE dispatch+combine over a Transport backend against raw MPI_Alltoallv moving the
+// same bytes, measured in the same run.
+//   mpirun -np 4 build/bin/bench_a2a [--backend mpi|ucx] [--tokens 1,16,128,1024,4096]
+//       [--hidden 2048,7168] [--dtype bf16,fp8,f32] [--integrity off,on] [--topk 8]
+//       [--experts 64] [--reps N] [--warmup N] [--seed N] [--json]
+//   build/bin/bench_a2a --backend local --ranks 4 ...       (ranks as threads; no raw baseline)
+// Per case (tokens per rank, hidden, dispatch dtype, integrity): every rank routes its tokens top-k
+// over experts placed contiguously over the ranks (random routing, fixed seed per rank), then
+//   ours: Dispatcher::Dispatch + Dispatcher::Combine over the backend. The experts are the identity
+//         with no compute: Combine sends the received rows back (row_out = ReceivedTokens::rows),
+//         in BF16 after a BF16 or FP8 dispatch, in F32 after an F32 one. The time is the
+//         dispatcher's packing and conversions, its exchanges and unpacking, combine accumulation,
+//         integrity checksums when on, and the transport.
+//   raw:  MPI_Alltoallv of exactly the dispatcher's message bytes per peer (header and body, as
+//         DispatchMessageBytes says; nothing to itself, as the dispatcher), then MPI_Alltoallv of
+//         the combine bytes per peer. Only for backends run under mpirun (mpi, ucx).
 //   transport (diagnostic): the same two exchanges through Transport::AllToAllV alone, to tell
-//         the dispatcher's own overhead from the MPI transport's (transport_ratio = raw / it).
-// Each rep starts after an MPI_Barrier; a rep's time is the slowest rank's. Reps alternate
+//         the dispatcher's own overhead from the transport's (transport_ratio = raw / it;
+//         vs_transport = it / ours, the only baseline of the local backend).
+// Each rep starts after a Transport barrier; a rep's time is the slowest rank's (for ours: the
+// largest dispatch + combine of one rank; ours_dispatch_us / ours_combine_us are each phase's
+// slowest rank, so they need not add up to ours_us). Reps alternate
 // ours/raw/transport after a warm-up; reported: the median (and best) over the reps. Bandwidth
-// counts the bytes a rank sends to other ranks (dispatch payload + combine, self excluded, mean
-// over ranks) per second; ratio = ours / raw bandwidth (= raw time / our time). One JSON line per
-// case on rank 0.
+// counts the bytes a rank sends to other ranks (dispatch + combine, mean over ranks) per second;
+// ratio = raw time / our time. One JSON line per case on rank 0; dispatch_bytes_per_peer shows
+// what FP8 saves against BF16, transport_bytes what the dispatcher actually handed over (with its
+// eager padding).
 #include <mpi.h>
 
 #include <algorithm>
@@ -33,6 +40,7 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/logging.h"
@@ -46,12 +54,10 @@ using namespace switchyard;
 
 namespace {
 
-int g_rank = 0;
-
-[[noreturn]] void Fail(const char* fmt, ...) {
+[[noreturn]] void Fail(int rank, const char* fmt, ...) {
   va_list args;
   va_start(args, fmt);
-  std::fprintf(stderr, "bench_a2a rank %d: ", g_rank);
+  std::fprintf(stderr, "bench_a2a rank %d: ", rank);
   std::vfprintf(stderr, fmt, args);
   std::fprintf(stderr, "\n");
   va_end(args);
@@ -68,32 +74,28 @@ void CheckMpi(int rc, const char* what) {
   char text[MPI_MAX_ERROR_STRING] = {0};
   int len = 0;
   MPI_Error_string(rc, text, &len);
-  Fail("%s failed: %s (code %d)", what, text, rc);
+  Fail(-1, "%s failed: %s (code %d)", what, text, rc);
 }
 #define CHECK_MPI(call) CheckMpi((call), #call)
 
-void CheckOk(const Status& st, const char* what) {
-  if (!st.ok()) Fail("%s: %s", what, st.ToString().c_str());
+void CheckOk(const Transport& t, const Status& st, const char* what) {
+  if (!st.ok()) Fail(t.rank(), "%s: %s", what, st.ToString().c_str());
 }
 
 // Generous: a slow (oversubscribed) rank must never turn a measurement into a timeout.
-Deadline Generous() { return Deadline::After(std::chrono::seconds(60)); }
+Deadline Generous() { return Deadline::After(std::chrono::seconds(120)); }
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// The dispatcher's per-peer payload size (transport/dispatch.cc, MessageBytes): rows in the
-// transit dtype (padded to 4 bytes), an int32 entry count per row, int32 expert + float weight per
-// entry.
-int64_t PayloadBytes(int64_t rows, int64_t entries, int64_t hidden, int64_t esize) {
-  return ((rows * hidden * esize + 3) & ~int64_t{3}) + 4 * rows + 8 * entries;
-}
-
 struct Options {
-  std::vector<int64_t> tokens = {1, 16, 128, 1024};
+  TransportKind backend = TransportKind::kMpi;
+  int local_ranks = 2;
+  std::vector<int64_t> tokens = {1, 16, 128, 1024, 4096};
   std::vector<int64_t> hidden = {2048, 7168};
-  std::vector<PayloadDtype> dtypes = {PayloadDtype::kBF16, PayloadDtype::kF32};
+  std::vector<PayloadDtype> dtypes = {PayloadDtype::kBF16, PayloadDtype::kFP8, PayloadDtype::kF32};
+  std::vector<bool> integrity = {false};
   int32_t topk = 8;
   int32_t experts = 64;
   int reps = 0;  // 0: chosen per case from the warm-up time
@@ -115,32 +117,58 @@ bool ParseList(const std::string& text, std::vector<int64_t>* out) {
   return !out->empty();
 }
 
+template <typename T>
+bool ParseWords(const std::string& text, std::vector<T>* out,
+                T (*parse)(const std::string&, bool*)) {
+  out->clear();
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    bool ok = false;
+    out->push_back(parse(item, &ok));
+    if (!ok) return false;
+  }
+  return !out->empty();
+}
+
+PayloadDtype ParseDtype(const std::string& s, bool* ok) {
+  *ok = s == "bf16" || s == "fp8" || s == "f32";
+  return s == "bf16" ? PayloadDtype::kBF16 : (s == "fp8" ? PayloadDtype::kFP8 : PayloadDtype::kF32);
+}
+bool ParseOnOff(const std::string& s, bool* ok) {
+  *ok = s == "on" || s == "off";
+  return s == "on";
+}
+
 bool ParseArgs(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const bool has_value = i + 1 < argc;
     if (arg == "--json") {
       o->json = true;
+    } else if (arg == "--backend" && has_value) {
+      auto kind = ParseTransportKind(argv[++i]);
+      if (!kind.ok() || *kind == TransportKind::kNccl) return false;
+      o->backend = *kind;
     } else if (arg == "--tokens" && has_value) {
       if (!ParseList(argv[++i], &o->tokens)) return false;
     } else if (arg == "--hidden" && has_value) {
       if (!ParseList(argv[++i], &o->hidden)) return false;
     } else if (arg == "--dtype" && has_value) {
-      o->dtypes.clear();
+      if (!ParseWords(argv[++i], &o->dtypes, ParseDtype)) return false;
+    } else if (arg == "--integrity" && has_value) {
+      std::vector<bool> v;
       std::stringstream in(argv[++i]);
       std::string item;
       while (std::getline(in, item, ',')) {
-        if (item == "bf16") {
-          o->dtypes.push_back(PayloadDtype::kBF16);
-        } else if (item == "f32") {
-          o->dtypes.push_back(PayloadDtype::kF32);
-        } else {
-          return false;
-        }
+        bool ok = false;
+        v.push_back(ParseOnOff(item, &ok));
+        if (!ok) return false;
       }
-      if (o->dtypes.empty()) return false;
+      if (v.empty()) return false;
+      o->integrity = v;
     } else if ((arg == "--topk" || arg == "--experts" || arg == "--reps" || arg == "--warmup" ||
-                arg == "--seed") &&
+                arg == "--seed" || arg == "--ranks") &&
                has_value) {
       char* end = nullptr;
       const long long v = std::strtoll(argv[++i], &end, 10);
@@ -150,11 +178,12 @@ bool ParseArgs(int argc, char** argv, Options* o) {
       if (arg == "--reps") o->reps = static_cast<int>(v);
       if (arg == "--warmup") o->warmup = static_cast<int>(v);
       if (arg == "--seed") o->seed = static_cast<uint64_t>(v);
+      if (arg == "--ranks") o->local_ranks = static_cast<int>(v);
     } else {
       return false;
     }
   }
-  return o->topk > 0 && o->experts >= o->topk;
+  return o->topk > 0 && o->experts >= o->topk && o->local_ranks >= 1;
 }
 
 // Random top-k routing: k distinct experts per token, positive weights summing to 1.
@@ -180,24 +209,19 @@ void Route(int64_t tokens, int32_t topk, int32_t experts, uint64_t seed, std::ve
   }
 }
 
-std::vector<int> ToIntCounts(const std::vector<int64_t>& v, const char* what) {
-  std::vector<int> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (v[i] > INT32_MAX) Fail("%s: %lld bytes exceed MPI's int count", what, (long long)v[i]);
-    out[i] = static_cast<int>(v[i]);
-  }
-  return out;
-}
-
-std::vector<int> Displacements(const std::vector<int>& counts, const char* what) {
-  std::vector<int> out(counts.size());
-  int64_t at = 0;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    if (at > INT32_MAX) Fail("%s: displacement %lld exceeds MPI's int", what, (long long)at);
-    out[i] = static_cast<int>(at);
-    at += counts[i];
-  }
-  return out;
+// Every rank's `mine` (same length everywhere), concatenated in rank order (collective).
+std::vector<double> AllGather(Transport& t, const std::vector<double>& mine) {
+  const int n = t.world_size();
+  const int64_t bytes = static_cast<int64_t>(mine.size() * sizeof(double));
+  std::vector<double> all(mine.size() * n);
+  std::vector<int64_t> counts(n, bytes), send_offsets(n, 0), recv_offsets(n);
+  for (int p = 0; p < n; ++p) recv_offsets[p] = bytes * p;
+  CheckOk(
+      t,
+      t.AllToAllV(std::as_bytes(std::span<const double>(mine)), counts, send_offsets,
+                  std::as_writable_bytes(std::span<double>(all)), counts, recv_offsets, Generous()),
+      "AllGather");
+  return all;
 }
 
 double Median(std::vector<double> v) {
@@ -207,190 +231,252 @@ double Median(std::vector<double> v) {
 }
 
 struct CaseResult {
-  double dispatch_bytes_per_peer = 0;  // mean over (rank, other rank) pairs
+  double dispatch_bytes_per_peer = 0;  // dispatcher messages, mean over (rank, other rank) pairs
   double combine_bytes_per_peer = 0;
-  double bytes_per_rank = 0;  // sent to other ranks, dispatch + combine, mean over ranks
-  // Median / best over reps (slowest rank per rep), seconds.
+  double bytes_per_rank = 0;            // sent to other ranks, dispatch + combine, mean over ranks
+  double transport_bytes_per_rank = 0;  // what the dispatcher handed over (eager padding included)
+  int exchanges = 0;                    // the dispatch's AllToAllV calls (1 or 2), max over ranks
+  // Median / best over reps (slowest rank per rep), seconds; raw < 0: not measured.
   double ours = 0, ours_best = 0, ours_dispatch = 0, ours_combine = 0;
-  double raw = 0, raw_best = 0, raw_dispatch = 0, raw_combine = 0;
-  double transport = 0;  // Transport::AllToAllV alone, same bytes as raw
+  double raw = -1, raw_best = -1, transport = 0;
   int reps = 0;
 };
 
+std::vector<int> IntCounts(const Transport& t, const std::vector<int64_t>& v) {
+  std::vector<int> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] > INT32_MAX) Fail(t.rank(), "%lld bytes exceed MPI's int count", (long long)v[i]);
+    out[i] = static_cast<int>(v[i]);
+  }
+  return out;
+}
+std::vector<int64_t> Offsets(const std::vector<int64_t>& counts) {
+  std::vector<int64_t> out(counts.size());
+  int64_t at = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    out[i] = at;
+    at += counts[i];
+  }
+  return out;
+}
+
 CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens, int64_t hidden,
-                   PayloadDtype dtype) {
+                   PayloadDtype dtype, bool integrity) {
   const int world = t.world_size(), me = t.rank();
-  const int64_t esize = PayloadDtypeSize(dtype);
+  const PayloadDtype combine_dtype =
+      dtype == PayloadDtype::kF32 ? PayloadDtype::kF32 : PayloadDtype::kBF16;
   const ExpertPlacement placement = ExpertPlacement::Contiguous(o.experts, world);
-  CheckOk(placement.Validate(), "expert placement");
+  CheckOk(t, placement.Validate(), "expert placement");
   std::vector<int32_t> topk_idx;
   std::vector<float> topk_weights;
   Route(tokens, o.topk, o.experts, o.seed * 1000003u + static_cast<uint64_t>(me), &topk_idx,
         &topk_weights);
   auto layout_or = ComputeDispatchLayout(topk_idx.data(), topk_weights.data(), tokens, o.topk,
                                          placement, ReplicaPolicy::kBalance, me);
-  CheckOk(layout_or.status(), "ComputeDispatchLayout");
+  CheckOk(t, layout_or.status(), "ComputeDispatchLayout");
   const DispatchLayout& layout = *layout_or;
-
-  std::vector<float> hidden_states(tokens * hidden);
+  std::vector<float> x(tokens * hidden), out(tokens * hidden);
   for (int64_t i = 0; i < tokens * hidden; ++i) {
-    hidden_states[i] = static_cast<float>((i * 7 + me * 13) % 1001) * 0.001f - 0.5f;
+    x[i] = static_cast<float>((i * 7 + me * 13) % 1001) * 0.001f - 0.5f;
   }
-  std::vector<float> out(tokens * hidden);
 
-  // The raw exchange's counts: exactly the dispatcher's per-peer payload and combine bytes.
-  std::vector<int64_t> disp_send(world), disp_recv(world), comb_send(world), comb_recv(world);
+  // The raw exchange's counts: exactly the dispatcher's message bytes per peer.
   std::vector<int64_t> send_rows(world), recv_rows(world);
+  for (int p = 0; p < world; ++p) send_rows[p] = layout.rank_prefix[p + 1] - layout.rank_prefix[p];
+  CheckOk(t, t.AllToAllCounts(send_rows, recv_rows, Generous()), "AllToAllCounts");
+  std::vector<int64_t> ds(world), dr(world), cs(world), cr(world);
   for (int p = 0; p < world; ++p) {
-    const int64_t first = layout.rank_prefix[p], last = layout.rank_prefix[p + 1];
-    send_rows[p] = last - first;
-    disp_send[p] = PayloadBytes(
-        last - first, layout.entry_prefix[last] - layout.entry_prefix[first], hidden, esize);
+    ds[p] = DispatchMessageBytes(layout, me, p, hidden, dtype, integrity);
+    cs[p] = p == me ? 0 : CombineMessageBytes(recv_rows[p], hidden, combine_dtype, integrity);
+    cr[p] = p == me ? 0 : CombineMessageBytes(send_rows[p], hidden, combine_dtype, integrity);
   }
-  CHECK_MPI(MPI_Alltoall(disp_send.data(), 1, MPI_INT64_T, disp_recv.data(), 1, MPI_INT64_T, comm));
-  CHECK_MPI(MPI_Alltoall(send_rows.data(), 1, MPI_INT64_T, recv_rows.data(), 1, MPI_INT64_T, comm));
+  CheckOk(t, t.AllToAllCounts(ds, dr, Generous()), "AllToAllCounts");
+  const std::vector<int64_t> dso = Offsets(ds), dro = Offsets(dr), cso = Offsets(cs),
+                             cro = Offsets(cr);
+  int64_t a = 0, b = 0;
   for (int p = 0; p < world; ++p) {
-    comb_send[p] = recv_rows[p] * hidden * esize;  // rows back to where they came from
-    comb_recv[p] = send_rows[p] * hidden * esize;
+    a = std::max({a, dso[p] + ds[p], cro[p] + cr[p]});
+    b = std::max({b, dro[p] + dr[p], cso[p] + cs[p]});
   }
-  const std::vector<int> ds = ToIntCounts(disp_send, "dispatch"),
-                         dr = ToIntCounts(disp_recv, "dispatch"),
-                         cs = ToIntCounts(comb_send, "combine"),
-                         cr = ToIntCounts(comb_recv, "combine");
-  const std::vector<int> dso = Displacements(ds, "dispatch"), dro = Displacements(dr, "dispatch"),
-                         cso = Displacements(cs, "combine"), cro = Displacements(cr, "combine");
-  // Combine sends from the dispatch receive buffer and receives into the dispatch send buffer.
-  int64_t a_bytes = 0, b_bytes = 0, cs_total = 0, cr_total = 0;
-  for (int p = 0; p < world; ++p) {
-    a_bytes += disp_send[p];
-    b_bytes += disp_recv[p];
-    cs_total += comb_send[p];
-    cr_total += comb_recv[p];
-  }
-  std::vector<char> buf_a(std::max<int64_t>({a_bytes, cr_total, 1}), 1);
-  std::vector<char> buf_b(std::max<int64_t>({b_bytes, cs_total, 1}), 2);
+  std::vector<std::byte> buf_a(std::max<int64_t>(a, 1)), buf_b(std::max<int64_t>(b, 1));
 
-  // Bytes: what this rank sends to other ranks, summed over ranks.
-  double local[3] = {0, 0, 0};
-  for (int p = 0; p < world; ++p) {
-    if (p == me) continue;
-    local[0] += static_cast<double>(disp_send[p]);
-    local[1] += static_cast<double>(comb_send[p]);
-  }
-  local[2] = local[0] + local[1];
-  double global[3] = {0, 0, 0};
-  CHECK_MPI(MPI_Allreduce(local, global, 3, MPI_DOUBLE, MPI_SUM, comm));
-  CaseResult r;
-  const double pairs = world > 1 ? static_cast<double>(world) * (world - 1) : 1.0;
-  r.dispatch_bytes_per_peer = global[0] / pairs;
-  r.combine_bytes_per_peer = global[1] / pairs;
-  r.bytes_per_rank = global[2] / world;
-
-  Dispatcher dispatcher;
+  Dispatcher dispatcher(DispatcherOptions{.integrity = integrity});
   ReceivedTokens received;
   auto ours = [&](double* split) {
-    CHECK_MPI(MPI_Barrier(comm));
+    CheckOk(t, t.Barrier(Generous()), "Barrier");
     const double t0 = Now();
-    CheckOk(
-        dispatcher.Dispatch(t, layout, hidden_states.data(), hidden, dtype, Generous(), &received),
-        "Dispatch");
+    CheckOk(t, dispatcher.Dispatch(t, 0, layout, x.data(), hidden, dtype, Generous(), &received),
+            "Dispatch");
     const double t1 = Now();
-    // Identity experts, no compute: the received rows go back as they are.
-    CheckOk(dispatcher.Combine(t, received.rows.data(), dtype, Generous(), out.data()), "Combine");
-    const double t2 = Now();
+    CheckOk(t, dispatcher.Combine(t, received.rows.data(), combine_dtype, Generous(), out.data()),
+            "Combine");
     split[0] = t1 - t0;
-    split[1] = t2 - t1;
+    split[1] = Now() - t1;
   };
-  // The Transport alone: its AllToAllV with the raw exchange's counts and buffers (no headers, no
-  // packing), to tell the dispatcher's overhead from the transport's.
-  std::vector<int64_t> dso64(dso.begin(), dso.end()), dro64(dro.begin(), dro.end()),
-      cso64(cso.begin(), cso.end()), cro64(cro.begin(), cro.end());
-  auto bytes = [](std::vector<char>& v) { return std::as_writable_bytes(std::span<char>(v)); };
   auto transport = [&](double* split) {
-    CHECK_MPI(MPI_Barrier(comm));
+    CheckOk(t, t.Barrier(Generous()), "Barrier");
     const double t0 = Now();
-    CheckOk(t.AllToAllV(bytes(buf_a), disp_send, dso64, bytes(buf_b), disp_recv, dro64, Generous()),
-            "Transport::AllToAllV (dispatch bytes)");
-    const double t1 = Now();
-    CheckOk(t.AllToAllV(bytes(buf_b), comb_send, cso64, bytes(buf_a), comb_recv, cro64, Generous()),
-            "Transport::AllToAllV (combine bytes)");
-    const double t2 = Now();
-    split[0] = t1 - t0;
-    split[1] = t2 - t1;
+    CheckOk(t, t.AllToAllV(buf_a, ds, dso, buf_b, dr, dro, Generous()), "AllToAllV (dispatch)");
+    CheckOk(t, t.AllToAllV(buf_b, cs, cso, buf_a, cr, cro, Generous()), "AllToAllV (combine)");
+    split[0] = Now() - t0;
   };
+  const std::vector<int> ids = IntCounts(t, ds), idr = IntCounts(t, dr), ics = IntCounts(t, cs),
+                         icr = IntCounts(t, cr), idso = IntCounts(t, dso), idro = IntCounts(t, dro),
+                         icso = IntCounts(t, cso), icro = IntCounts(t, cro);
   auto raw = [&](double* split) {
-    CHECK_MPI(MPI_Barrier(comm));
+    if (comm == MPI_COMM_NULL) return;
+    CheckOk(t, t.Barrier(Generous()), "Barrier");
     const double t0 = Now();
-    CHECK_MPI(MPI_Alltoallv(buf_a.data(), ds.data(), dso.data(), MPI_BYTE, buf_b.data(), dr.data(),
-                            dro.data(), MPI_BYTE, comm));
-    const double t1 = Now();
-    CHECK_MPI(MPI_Alltoallv(buf_b.data(), cs.data(), cso.data(), MPI_BYTE, buf_a.data(), cr.data(),
-                            cro.data(), MPI_BYTE, comm));
-    const double t2 = Now();
-    split[0] = t1 - t0;
-    split[1] = t2 - t1;
+    CHECK_MPI(MPI_Alltoallv(buf_a.data(), ids.data(), idso.data(), MPI_BYTE, buf_b.data(),
+                            idr.data(), idro.data(), MPI_BYTE, comm));
+    CHECK_MPI(MPI_Alltoallv(buf_b.data(), ics.data(), icso.data(), MPI_BYTE, buf_a.data(),
+                            icr.data(), icro.data(), MPI_BYTE, comm));
+    split[0] = Now() - t0;
   };
 
-  // Warm-up (buffers grow, pages fault in, connections open), then a sanity check of the result:
-  // out[t] = Σ over t's destination ranks of x[t] rounded to the transit dtype.
-  double warm[6] = {0, 0, 0, 0, 0, 0};
-  double warm_time = 0;
+  // Warm-up (buffers grow, pages fault in, connections open, the eager size settles), then a
+  // sanity check: out[t] = Σ over t's destination ranks of x[t] rounded to the transit formats.
+  double rep[4] = {0, 0, 0, 0}, warm_time = 0;
   for (int i = 0; i < std::max(1, o.warmup); ++i) {
-    ours(warm);
-    raw(warm + 2);
-    transport(warm + 4);
-    warm_time = std::max(warm_time, warm[0] + warm[1] + warm[2] + warm[3] + warm[4] + warm[5]);
+    ours(rep);
+    raw(rep + 2);
+    transport(rep + 3);
+    warm_time = std::max(warm_time, rep[0] + rep[1] + rep[2] + rep[3]);
   }
-  {
-    std::vector<int32_t> dests(tokens, 0);
-    for (int64_t row = 0; row < layout.num_rows(); ++row) ++dests[layout.row_token_idx[row]];
-    for (int64_t tok = 0; tok < tokens; ++tok) {
-      for (int64_t k : {int64_t{0}, hidden - 1}) {
-        const float x = hidden_states[tok * hidden + k];
-        const float got = out[tok * hidden + k], want = static_cast<float>(dests[tok]) * x;
-        if (std::fabs(got - want) > 1e-2f * std::fabs(want) + 1e-6f) {
-          Fail("wrong combine result: token %lld element %lld is %g, expected %g",
-               static_cast<long long>(tok), static_cast<long long>(k), got, want);
-        }
+  std::vector<int32_t> dests(tokens, 0);
+  for (int64_t row = 0; row < layout.num_rows(); ++row) ++dests[layout.row_token_idx[row]];
+  const float tol = dtype == PayloadDtype::kFP8 ? 0.08f : 1e-2f;
+  for (int64_t tok = 0; tok < tokens; ++tok) {
+    for (int64_t k : {int64_t{0}, hidden - 1}) {
+      const float want = static_cast<float>(dests[tok]) * x[tok * hidden + k];
+      const float got = out[tok * hidden + k];
+      if (std::fabs(got - want) > tol * 0.5f * dests[tok] + 1e-6f) {
+        Fail(me, "wrong combine result: token %lld element %lld is %g, expected %g",
+             static_cast<long long>(tok), static_cast<long long>(k), got, want);
       }
     }
   }
   double slowest_warm = 0;
-  CHECK_MPI(MPI_Allreduce(&warm_time, &slowest_warm, 1, MPI_DOUBLE, MPI_MAX, comm));
-  // ~1 s per case unless --reps says otherwise; the same on every rank (from the reduced time).
+  for (double v : AllGather(t, {warm_time})) slowest_warm = std::max(slowest_warm, v);
+  // ~1 s per case unless --reps says otherwise; the same on every rank (from the gathered time).
   const int reps =
       o.reps > 0 ? o.reps
                  : static_cast<int>(std::clamp(1.0 / std::max(slowest_warm, 1e-6), 5.0, 200.0));
-
-  std::vector<double> times(6 * reps), slowest(6 * reps);
+  std::vector<double> times(4 * reps, 0.0);
   for (int i = 0; i < reps; ++i) {
-    ours(&times[6 * i]);
-    raw(&times[6 * i + 2]);
-    transport(&times[6 * i + 4]);
+    ours(&times[4 * i]);
+    raw(&times[4 * i + 2]);
+    transport(&times[4 * i + 3]);
   }
-  CHECK_MPI(MPI_Allreduce(times.data(), slowest.data(), 6 * reps, MPI_DOUBLE, MPI_MAX, comm));
-  std::vector<double> v[7];
+  const std::vector<double> all = AllGather(t, times);
+  std::vector<double> v[5];
   for (int i = 0; i < reps; ++i) {
-    const double* s = &slowest[6 * i];
-    v[6].push_back(s[4] + s[5]);
-    v[0].push_back(s[0] + s[1]);
+    // The slowest rank per measurement: for ours the slowest (dispatch + combine) of one rank, not
+    // the sum of each phase's slowest (a rank that finishes its dispatch early waits in its
+    // combine for the late one: that wait must not count twice).
+    double s[4] = {0, 0, 0, 0}, both = 0;
+    for (int r = 0; r < world; ++r) {
+      const double* m = &all[4 * reps * r + 4 * i];
+      for (int k = 0; k < 4; ++k) s[k] = std::max(s[k], m[k]);
+      both = std::max(both, m[0] + m[1]);
+    }
+    v[0].push_back(both);
     v[1].push_back(s[0]);
     v[2].push_back(s[1]);
-    v[3].push_back(s[2] + s[3]);
-    v[4].push_back(s[2]);
-    v[5].push_back(s[3]);
+    v[3].push_back(s[2]);
+    v[4].push_back(s[3]);
   }
+  CaseResult r;
   r.reps = reps;
   r.ours = Median(v[0]);
   r.ours_best = *std::min_element(v[0].begin(), v[0].end());
   r.ours_dispatch = Median(v[1]);
   r.ours_combine = Median(v[2]);
-  r.raw = Median(v[3]);
-  r.raw_best = *std::min_element(v[3].begin(), v[3].end());
-  r.raw_dispatch = Median(v[4]);
-  r.raw_combine = Median(v[5]);
-  r.transport = Median(v[6]);
+  if (comm != MPI_COMM_NULL) {
+    r.raw = Median(v[3]);
+    r.raw_best = *std::min_element(v[3].begin(), v[3].end());
+  }
+  r.transport = Median(v[4]);
+  // Bytes to other ranks, and what the dispatcher handed over, summed over ranks.
+  double local[3] = {0, 0, 0};
+  for (int p = 0; p < world; ++p) {
+    local[0] += static_cast<double>(ds[p]);
+    local[1] += static_cast<double>(cs[p]);
+  }
+  const DispatchTraffic& traffic = dispatcher.last_traffic();
+  local[2] =
+      static_cast<double>(traffic.dispatch_transport_bytes + traffic.combine_transport_bytes);
+  const std::vector<double> sums =
+      AllGather(t, {local[0], local[1], local[2], static_cast<double>(traffic.dispatch_exchanges)});
+  double g[4] = {0, 0, 0, 0};
+  for (int rr = 0; rr < world; ++rr) {
+    for (int k = 0; k < 3; ++k) g[k] += sums[4 * rr + k];
+    g[3] = std::max(g[3], sums[4 * rr + 3]);
+  }
+  const double pairs = world > 1 ? static_cast<double>(world) * (world - 1) : 1.0;
+  r.dispatch_bytes_per_peer = g[0] / pairs;
+  r.combine_bytes_per_peer = g[1] / pairs;
+  r.bytes_per_rank = (g[0] + g[1]) / world;
+  r.transport_bytes_per_rank = g[2] / world;
+  r.exchanges = static_cast<int>(g[3]);
   return r;
+}
+
+void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, PayloadDtype dtype,
+               bool integrity, const CaseResult& r) {
+  const double ours_gbs = r.bytes_per_rank / r.ours / 1e9;
+  char raw[160] = "\"raw_us\": null, \"raw_best_us\": null, \"raw_GBps\": null, \"ratio\": null";
+  if (r.raw > 0) {
+    std::snprintf(raw, sizeof raw,
+                  "\"raw_us\": %.1f, \"raw_best_us\": %.1f, \"raw_GBps\": %.3f, \"ratio\": %.2f",
+                  r.raw * 1e6, r.raw_best * 1e6, r.bytes_per_rank / r.raw / 1e9, r.raw / r.ours);
+  }
+  char transport_ratio[32] = "null";
+  if (r.raw > 0)
+    std::snprintf(transport_ratio, sizeof transport_ratio, "%.2f", r.raw / r.transport);
+  std::printf(
+      "{\"bench\": \"a2a_dispatch_combine\", \"backend\": \"%s\", \"ranks\": %d, "
+      "\"tokens_per_rank\": %lld, \"hidden\": %lld, \"topk\": %d, \"dtype\": \"%s\", "
+      "\"combine_dtype\": \"%s\", \"integrity\": %s, \"dispatch_bytes_per_peer\": %.0f, "
+      "\"combine_bytes_per_peer\": %.0f, \"bytes_per_rank\": %.0f, \"transport_bytes_per_rank\": "
+      "%.0f, \"dispatch_exchanges\": %d, \"reps\": %d, \"ours_us\": %.1f, \"ours_best_us\": %.1f, "
+      "\"ours_dispatch_us\": %.1f, \"ours_combine_us\": %.1f, \"ours_GBps\": %.3f, %s, "
+      "\"transport_us\": %.1f, \"transport_ratio\": %s, \"vs_transport\": %.2f}\n",
+      TransportKindName(o.backend), world, static_cast<long long>(tokens),
+      static_cast<long long>(hidden), o.topk, PayloadDtypeName(dtype),
+      dtype == PayloadDtype::kF32 ? "f32" : "bf16", integrity ? "true" : "false",
+      r.dispatch_bytes_per_peer, r.combine_bytes_per_peer, r.bytes_per_rank,
+      r.transport_bytes_per_rank, r.exchanges, r.reps, r.ours * 1e6, r.ours_best * 1e6,
+      r.ours_dispatch * 1e6, r.ours_combine * 1e6, ours_gbs, raw, r.transport * 1e6,
+      transport_ratio, r.transport / r.ours);
+  std::fflush(stdout);
+}
+
+// Every case on this rank; rank 0 prints.
+void RunAll(Transport& t, MPI_Comm comm, const Options& o) {
+  const int world = t.world_size();
+  if (o.experts % world != 0) {
+    Fail(t.rank(), "%d experts do not split evenly over %d ranks", o.experts, world);
+  }
+  CheckOk(t, t.Barrier(Generous()), "Barrier");
+  if (t.rank() == 0 && !o.json) {
+    std::printf(
+        "# %s backend, %d ranks, top-%d of %d experts (contiguous), random routing (seed %llu); "
+        "experts are the identity (no compute); times: median over reps of the slowest rank\n",
+        TransportKindName(o.backend), world, o.topk, o.experts,
+        static_cast<unsigned long long>(o.seed));
+    std::fflush(stdout);
+  }
+  for (int64_t tokens : o.tokens) {
+    for (int64_t hidden : o.hidden) {
+      for (PayloadDtype dtype : o.dtypes) {
+        for (bool integrity : o.integrity) {
+          const CaseResult r = RunCase(t, comm, o, tokens, hidden, dtype, integrity);
+          if (t.rank() == 0) PrintCase(o, world, tokens, hidden, dtype, integrity, r);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -399,74 +485,42 @@ int main(int argc, char** argv) {
   Options o;
   if (!ParseArgs(argc, argv, &o)) {
     std::fprintf(stderr,
-                 "usage: bench_a2a [--tokens 1,16,128,1024] [--hidden 2048,7168] "
-                 "[--dtype bf16,f32] [--topk 8] [--experts 64] [--reps N] [--warmup N] "
-                 "[--seed N] [--json]\n  (run under mpirun)\n");
+                 "usage: bench_a2a [--backend mpi|ucx|local] [--ranks N (local)] "
+                 "[--tokens 1,16,128,1024,4096] [--hidden 2048,7168] [--dtype bf16,fp8,f32] "
+                 "[--integrity off,on] [--topk 8] [--experts 64] [--reps N] [--warmup N] "
+                 "[--seed N] [--json]\n  (mpi, ucx: run under mpirun)\n");
     return 2;
   }
   SetLogLevel(LogLevel::kWarn);
-  auto transport_or = CreateTransport(TransportKind::kMpi);
-  if (!transport_or.ok())
-    Fail("CreateTransport(mpi): %s", transport_or.status().ToString().c_str());
-  std::unique_ptr<Transport> t = std::move(*transport_or);
-  g_rank = t->rank();
-  const int world = t->world_size();
-  if (o.experts % world != 0) {
-    Fail("%d experts do not split evenly over %d ranks", o.experts, world);
+  if (o.backend == TransportKind::kLocal) {
+    auto world = MakeLocalWorld(o.local_ranks);
+    if (!world.ok()) Fail(0, "MakeLocalWorld: %s", world.status().ToString().c_str());
+    std::vector<std::thread> threads;
+    for (int r = 0; r < o.local_ranks; ++r) {
+      threads.emplace_back([&, r] { RunAll((*world)->transport(r), MPI_COMM_NULL, o); });
+    }
+    for (std::thread& th : threads) th.join();
+    return 0;
   }
+  // MPI for the raw baseline (and the MPI backend), initialized here for every backend.
+  int provided = 0;
+  CHECK_MPI(MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided));
+  auto transport_or = CreateTransport(o.backend);
+  if (!transport_or.ok()) {
+    Fail(0, "CreateTransport(%s): %s", TransportKindName(o.backend),
+         transport_or.status().ToString().c_str());
+  }
+  std::unique_ptr<Transport> t = std::move(*transport_or);
   MPI_Comm comm = MPI_COMM_NULL;
   CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &comm));
   CHECK_MPI(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
-  CheckOk(t->Barrier(Generous()), "Transport::Barrier");
-
-  if (g_rank == 0 && !o.json) {
-    std::printf(
-        "# %d ranks, top-%d of %d experts (contiguous), random routing (seed %llu); experts are "
-        "the identity (no compute); times: median over reps of the slowest rank, after a "
-        "barrier\n",
-        world, o.topk, o.experts, static_cast<unsigned long long>(o.seed));
-    std::fflush(stdout);
-  }
-  double latency_ratio_sum = 0;
-  int latency_cases = 0;
-  for (int64_t tokens : o.tokens) {
-    for (int64_t hidden : o.hidden) {
-      for (PayloadDtype dtype : o.dtypes) {
-        const CaseResult r = RunCase(*t, comm, o, tokens, hidden, dtype);
-        if (g_rank != 0) continue;
-        const double ours_gbs = r.bytes_per_rank / r.ours / 1e9;
-        const double raw_gbs = r.bytes_per_rank / r.raw / 1e9;
-        const double ratio = r.raw / r.ours;  // ours / raw bandwidth
-        if (tokens == 1) {
-          latency_ratio_sum += ratio;
-          ++latency_cases;
-        }
-        std::printf(
-            "{\"bench\": \"a2a_dispatch_combine\", \"ranks\": %d, \"tokens_per_rank\": %lld, "
-            "\"hidden\": %lld, \"dtype\": \"%s\", \"bytes_per_peer\": %.0f, "
-            "\"combine_bytes_per_peer\": %.0f, \"bytes_per_rank\": %.0f, \"reps\": %d, "
-            "\"ours_us\": %.1f, \"ours_best_us\": %.1f, \"ours_dispatch_us\": %.1f, "
-            "\"ours_combine_us\": %.1f, \"raw_us\": %.1f, \"raw_best_us\": %.1f, "
-            "\"raw_dispatch_us\": %.1f, \"raw_combine_us\": %.1f, \"ours_GBps\": %.3f, "
-            "\"raw_GBps\": %.3f, \"ratio\": %.2f, \"transport_us\": %.1f, "
-            "\"transport_ratio\": %.2f}\n",
-            world, static_cast<long long>(tokens), static_cast<long long>(hidden),
-            PayloadDtypeName(dtype), r.dispatch_bytes_per_peer, r.combine_bytes_per_peer,
-            r.bytes_per_rank, r.reps, r.ours * 1e6, r.ours_best * 1e6, r.ours_dispatch * 1e6,
-            r.ours_combine * 1e6, r.raw * 1e6, r.raw_best * 1e6, r.raw_dispatch * 1e6,
-            r.raw_combine * 1e6, ours_gbs, raw_gbs, ratio, r.transport * 1e6, r.raw / r.transport);
-        std::fflush(stdout);
-      }
-    }
-  }
-  if (g_rank == 0 && !o.json && latency_cases > 0) {
-    std::printf(
-        "# small-message latency (tokens_per_rank 1): raw/ours time ratio %.2f (mean of %d "
-        "cases; 1.0 = as fast as raw MPI_Alltoallv)\n",
-        latency_ratio_sum / latency_cases, latency_cases);
-  }
+  RunAll(*t, comm, o);
   CHECK_MPI(MPI_Comm_free(&comm));
   t.reset();
-  CheckOk(ShutdownTransports(), "ShutdownTransports");
+  const Status shutdown = ShutdownTransports();
+  if (!shutdown.ok()) Fail(0, "ShutdownTransports: %s", shutdown.ToString().c_str());
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) CHECK_MPI(MPI_Finalize());
   return 0;
 }

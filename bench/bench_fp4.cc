@@ -1,27 +1,34 @@
-// bench_fp4: FP4-weight GEMM (FP32 activations) on CPU against this machine's limits, same run.
-//   bench_fp4 [--format nvfp4|mxfp4]
-// Shapes: a DeepSeek-V3 expert's gate/up projection ([2048, 7168] weights) for decode-sized
-// (1, 4, 16 tokens) and prefill-sized (256 tokens) groups. Baselines: streaming read bandwidth
-// (decode reads every weight byte once), the FP32 FMA peak of all threads, and OpenBLAS sgemm on
-// the same shape with FP32 weights. One JSON line per case.
+// bench_fp4: CPU FP4-weight GEMM against this machine's limits, measured in the same run.
+//   bench_fp4 [--format nvfp4|mxfp4] [--act int8|f32] [--json] [--quick]
+// Baselines: streaming read bandwidth of all threads (bench_util.h), the FP32 FMA peak of all
+// threads (register-only FMA chains), OpenBLAS sgemm on the same shape with FP32 weights.
+// Cases:
+//   decode  one token against weights far larger than the caches (copies cycled so that no call
+//           finds its weights in L3): K=4096 x M=32768 and DeepSeek-V3 expert projections
+//           [2048, 7168] / [7168, 2048]; ratio = FP4 bytes streamed per second / stream bandwidth.
+//   grouped every expert's gate_up -> SwiGLU -> down through cpu::Fp4GroupedMlp at MoE shapes and
+//           1..512 tokens per expert; ratio = FLOP/s (6·tokens·hidden·inter per expert) / peak.
+// --json prints only one JSON line per case (with the baselines in each line).
 #include <cblas.h>
 #include <immintrin.h>
 #include <omp.h>
 
+#include <cmath>
 #include <cstdio>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "bench/bench_util.h"
 #include "common/parallel.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/fp4_gemm.h"
+#include "kernels/cpu/fp4_grouped.h"
 
 using namespace switchyard;
 
 namespace {
 
-// Independent FMA chains on every thread: the FP32 FMA peak (GFLOP/s).
+// Independent FMA chains on every thread, registers only: the FP32 FMA peak (GFLOP/s).
 __attribute__((target("avx2,fma"))) double FmaPeakGflops() {
   constexpr int64_t kIters = 20'000'000;
   const double t0 = bench::Now();
@@ -56,59 +63,199 @@ double BestSeconds(F&& fn, int reps) {
   return best;
 }
 
+std::vector<float> RandomMatrix(int64_t n, uint64_t seed) {  // ~N(0, 0.02)-like, fast
+  std::vector<float> v(n);
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& x : v) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    const float u = static_cast<float>((s >> 40) & 0xFFFFFF) / 16777216.0f;
+    x = 0.02f * (u - 0.5f) * 3.4f;
+  }
+  return v;
+}
+
+struct Context {
+  cpu::Fp4Format format;
+  cpu::Fp4Activations act;
+  double stream, peak;
+  bool json;
+};
+
+void Decode(const Context& ctx, int64_t rows, int64_t cols) {
+  const std::vector<float> w = RandomMatrix(rows * cols, rows + cols);
+  auto q = cpu::QuantizeFp4(w.data(), rows, cols, ctx.format, "bench");
+  if (!q.ok()) std::abort();
+  // Enough copies that a pass reads >= 256 MB: every call streams its weights from memory.
+  const int64_t copies = std::max<int64_t>(2, (int64_t{256} << 20) / q->Bytes() + 1);
+  std::vector<cpu::Fp4Weight> ws(copies, *q);
+  const std::vector<float> x = RandomMatrix(cols, 7);
+  std::vector<float> y(rows);
+  double best = 1e30;
+  for (int pass = 0; pass < 4; ++pass) {
+    const double t0 = bench::Now();
+    for (const auto& wc : ws) cpu::Fp4MatMulTransB(x.data(), 1, wc, y.data(), ctx.act);
+    if (pass > 0) best = std::min(best, (bench::Now() - t0) / copies);
+  }
+  const double blas = BestSeconds(
+      [&] {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, w.data(), cols, x.data(), 1,
+                    0.0f, y.data(), 1);
+      },
+      3);
+  const double gbs = q->Bytes() / best / 1e9;
+  if (!ctx.json) {
+    std::printf(
+        "decode  [%6lld x %5lld]  fp4 %7.3f ms  %5.1f GB/s = %.2f of stream | OpenBLAS "
+        "fp32 %7.3f ms (%.1fx)\n",
+        static_cast<long long>(rows), static_cast<long long>(cols), best * 1e3, gbs,
+        gbs / ctx.stream, blas * 1e3, blas / best);
+  }
+  std::printf(
+      "{\"bench\": \"fp4_decode\", \"format\": \"%s\", \"act\": \"%s\", \"tokens\": 1, "
+      "\"rows\": %lld, \"cols\": %lld, \"fp4_ms\": %.4f, \"weight_GBps\": %.2f, "
+      "\"stream_GBps\": %.2f, \"of_stream\": %.3f, \"openblas_fp32_ms\": %.4f, "
+      "\"speedup_vs_openblas_fp32\": %.2f}\n",
+      cpu::Fp4FormatName(ctx.format), cpu::Fp4ActivationsName(ctx.act),
+      static_cast<long long>(rows), static_cast<long long>(cols), best * 1e3, gbs, ctx.stream,
+      gbs / ctx.stream, blas * 1e3, blas / best);
+  std::fflush(stdout);
+}
+
+struct GroupedCase {
+  const char* name;
+  int64_t experts, pool, hidden, inter, tokens_per_expert;
+};
+
+void Grouped(const Context& ctx, const GroupedCase& c) {
+  // `pool` distinct experts (together larger than L3), cycled over the `experts` slots.
+  std::vector<cpu::Fp4Weight> fp4;
+  std::vector<std::vector<float>> f32;  // FP32 copies of 2 experts for the OpenBLAS baseline
+  for (int64_t p = 0; p < c.pool; ++p) {
+    for (int j = 0; j < 3; ++j) {
+      const int64_t rows = j < 2 ? c.inter : c.hidden, cols = j < 2 ? c.hidden : c.inter;
+      std::vector<float> w = RandomMatrix(rows * cols, p * 3 + j + 11);
+      auto q = cpu::QuantizeFp4(w.data(), rows, cols, ctx.format, "bench");
+      if (!q.ok()) std::abort();
+      fp4.push_back(std::move(*q));
+      if (p < 2) f32.push_back(std::move(w));
+    }
+  }
+  std::vector<cpu::Fp4ExpertMlp> experts(c.experts);
+  std::vector<int64_t> offsets(c.experts + 1, 0);
+  for (int64_t e = 0; e < c.experts; ++e) {
+    const int64_t p = e % c.pool;
+    experts[e] = {&fp4[p * 3], &fp4[p * 3 + 1], &fp4[p * 3 + 2]};
+    offsets[e + 1] = offsets[e] + c.tokens_per_expert;
+  }
+  const int64_t rows = offsets.back();
+  const std::vector<float> x = RandomMatrix(rows * c.hidden, 5);
+  std::vector<float> out(rows * c.hidden);
+  cpu::Fp4GroupedWorkspace workspace;
+  const double flops = 6.0 * c.tokens_per_expert * c.hidden * c.inter * c.experts;
+  const int reps = flops > 2e11 ? 1 : flops > 2e10 ? 2 : 5;
+  const double fp4_s = BestSeconds(
+      [&] {
+        if (!cpu::Fp4GroupedMlp(experts, offsets, x.data(), c.hidden, out.data(), ctx.act,
+                                &workspace)
+                 .ok())
+          std::abort();
+      },
+      reps);
+  // OpenBLAS: the same MLP per expert with FP32 weights (2 experts alternating), per-expert time
+  // times the expert count.
+  const int64_t t = c.tokens_per_expert;
+  std::vector<float> g(t * c.inter), u(t * c.inter), o(t * c.hidden);
+  const int64_t base_experts = std::min<int64_t>(c.experts, 4);
+  const double blas_s =
+      BestSeconds(
+          [&] {
+            for (int64_t e = 0; e < base_experts; ++e) {
+              const auto& wg = f32[(e % 2) * 3];
+              const auto& wu = f32[(e % 2) * 3 + 1];
+              const auto& wd = f32[(e % 2) * 3 + 2];
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, c.inter, c.hidden, 1.0f,
+                          x.data(), c.hidden, wg.data(), c.hidden, 0.0f, g.data(), c.inter);
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, c.inter, c.hidden, 1.0f,
+                          x.data(), c.hidden, wu.data(), c.hidden, 0.0f, u.data(), c.inter);
+              cpu::SiluMul(g.data(), u.data(), t * c.inter, g.data());
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, c.hidden, c.inter, 1.0f,
+                          g.data(), c.inter, wd.data(), c.inter, 0.0f, o.data(), c.hidden);
+            }
+          },
+          reps) *
+      c.experts / base_experts;
+  const double gflops = flops / fp4_s / 1e9;
+  if (!ctx.json) {
+    std::printf(
+        "grouped %-18s experts %3lld x %3lld tok  fp4 %8.2f ms  %6.1f GFLOP/s = %.2f of "
+        "peak | OpenBLAS fp32 %8.2f ms (%.1fx)\n",
+        c.name, static_cast<long long>(c.experts), static_cast<long long>(c.tokens_per_expert),
+        fp4_s * 1e3, gflops, gflops / ctx.peak, blas_s * 1e3, blas_s / fp4_s);
+  }
+  std::printf(
+      "{\"bench\": \"fp4_grouped_mlp\", \"case\": \"%s\", \"format\": \"%s\", \"act\": \"%s\", "
+      "\"experts\": %lld, \"tokens_per_expert\": %lld, \"hidden\": %lld, \"inter\": %lld, "
+      "\"fp4_ms\": %.3f, \"GFLOPs\": %.1f, \"fma_peak_GFLOPs\": %.1f, \"of_peak\": %.3f, "
+      "\"openblas_fp32_ms\": %.3f, \"speedup_vs_openblas_fp32\": %.2f}\n",
+      c.name, cpu::Fp4FormatName(ctx.format), cpu::Fp4ActivationsName(ctx.act),
+      static_cast<long long>(c.experts), static_cast<long long>(c.tokens_per_expert),
+      static_cast<long long>(c.hidden), static_cast<long long>(c.inter), fp4_s * 1e3, gflops,
+      ctx.peak, gflops / ctx.peak, blas_s * 1e3, blas_s / fp4_s);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   PreferPassiveOpenMpWait(argv);
-  cpu::Fp4Format format = cpu::Fp4Format::kNvFp4;
+  Context ctx{cpu::Fp4Format::kNvFp4, cpu::DefaultFp4Activations(), 0, 0, false};
+  bool quick = false;
   for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
+    const std::string arg = argv[i];
     if (arg == "--format" && i + 1 < argc) {
-      format = std::string(argv[++i]) == "mxfp4" ? cpu::Fp4Format::kMxFp4 : cpu::Fp4Format::kNvFp4;
+      ctx.format =
+          std::string(argv[++i]) == "mxfp4" ? cpu::Fp4Format::kMxFp4 : cpu::Fp4Format::kNvFp4;
+    } else if (arg == "--act" && i + 1 < argc) {
+      auto act = cpu::ParseFp4Activations(argv[++i]);
+      if (!act.ok()) {
+        std::fprintf(stderr, "bench_fp4: %s\n", act.status().ToString().c_str());
+        return 2;
+      }
+      ctx.act = *act;
+    } else if (arg == "--json") {
+      ctx.json = true;
+    } else if (arg == "--quick") {
+      quick = true;
     } else {
-      std::fprintf(stderr, "usage: bench_fp4 [--format nvfp4|mxfp4]\n");
+      std::fprintf(stderr,
+                   "usage: bench_fp4 [--format nvfp4|mxfp4] [--act int8|f32] [--json] [--quick]\n");
       return 2;
     }
   }
   SetComputeThreads(0);
-  const int64_t rows = 2048, cols = 7168;
-  std::mt19937 rng(1);
-  std::normal_distribution<float> dist(0.0f, 0.02f);
-  std::vector<float> w(rows * cols);
-  for (auto& v : w) v = dist(rng);
-  auto q = cpu::QuantizeFp4(w.data(), rows, cols, format, "bench");
-  if (!q.ok()) return 1;
-  const double stream = bench::StreamReadGBs();
-  const double peak = FmaPeakGflops();
-  std::printf(
-      "# %s, threads %d, weights [%lld, %lld]: FP4 %.1f MB vs FP32 %.1f MB; stream %.1f "
-      "GB/s, FMA peak %.0f GFLOP/s, avx2 %d\n",
-      cpu::Fp4FormatName(format), ComputeThreads(), static_cast<long long>(rows),
-      static_cast<long long>(cols), q->Bytes() / 1e6, rows * cols * 4 / 1e6, stream, peak,
-      cpu::Fp4MatMulUsesAvx2() ? 1 : 0);
-  for (int64_t m : {1, 4, 16, 256}) {
-    std::vector<float> x(m * cols), y(m * rows);
-    for (auto& v : x) v = dist(rng);
-    const int reps = m >= 256 ? 3 : 20;
-    const double fp4_s =
-        BestSeconds([&] { cpu::Fp4MatMulTransB(x.data(), m, *q, y.data()); }, reps);
-    const double blas_s = BestSeconds(
-        [&] {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, rows, cols, 1.0f, x.data(), cols,
-                      w.data(), cols, 0.0f, y.data(), rows);
-        },
-        reps);
-    const double flops = 2.0 * m * rows * cols;
-    const double weight_gbs = q->Bytes() / fp4_s / 1e9;
+  ctx.stream = bench::StreamReadGBs();
+  ctx.peak = FmaPeakGflops();
+  if (!ctx.json) {
     std::printf(
-        "{\"bench\": \"fp4_gemm\", \"format\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, "
-        "\"fp4_ms\": %.3f, \"fp4_GFLOPs\": %.1f, \"fma_peak_GFLOPs\": %.0f, \"of_peak\": %.3f, "
-        "\"weight_GBps\": %.2f, \"stream_GBps\": %.2f, \"of_stream\": %.3f, "
-        "\"openblas_fp32_ms\": %.3f, \"speedup_vs_openblas_fp32\": %.2f}\n",
-        cpu::Fp4FormatName(format), static_cast<long long>(m), static_cast<long long>(rows),
-        static_cast<long long>(cols), fp4_s * 1e3, flops / fp4_s / 1e9, peak,
-        flops / fp4_s / 1e9 / peak, weight_gbs, stream, weight_gbs / stream, blas_s * 1e3,
-        blas_s / fp4_s);
+        "# %s, %s activations, threads %d, avx2 %d: stream read %.1f GB/s, FP32 FMA peak "
+        "%.1f GFLOP/s\n",
+        cpu::Fp4FormatName(ctx.format), cpu::Fp4ActivationsName(ctx.act), ComputeThreads(),
+        cpu::Fp4MatMulUsesAvx2() ? 1 : 0, ctx.stream, ctx.peak);
+  }
+  if (!quick) Decode(ctx, 32768, 4096);
+  Decode(ctx, 2048, 7168);
+  Decode(ctx, 7168, 2048);
+  // DeepSeek-V3 experts (hidden 7168, inter 2048; 256 experts, top-8: 32 per rank of 8) and
+  // Qwen3-30B-A3B-like experts (hidden 2048, inter 768; 128 experts, top-8).
+  const std::vector<GroupedCase> cases = {
+      {"dsv3_h7168_i2048", 32, 4, 7168, 2048, 1},  {"dsv3_h7168_i2048", 32, 4, 7168, 2048, 8},
+      {"dsv3_h7168_i2048", 8, 4, 7168, 2048, 64},  {"dsv3_h7168_i2048", 2, 2, 7168, 2048, 512},
+      {"qwen3_h2048_i768", 128, 16, 2048, 768, 1}, {"qwen3_h2048_i768", 128, 16, 2048, 768, 8},
+      {"qwen3_h2048_i768", 32, 16, 2048, 768, 64}, {"qwen3_h2048_i768", 16, 16, 2048, 768, 512},
+  };
+  for (const auto& c : cases) {
+    if (quick && c.tokens_per_expert == 512 && c.hidden > 4096) continue;
+    Grouped(ctx, c);
   }
   return 0;
 }

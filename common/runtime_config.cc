@@ -36,6 +36,58 @@ Status ParseEnvInt(const char* name, int64_t* out) {
   return OkStatus();
 }
 
+Status ParseClusterYaml(const YAML::Node& node, const std::string& origin, ClusterConfig* c) {
+  if (!node.IsMap()) return InvalidArgumentError(origin + ": key 'cluster' must be a mapping");
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    const std::string full = "cluster." + key;
+    const YAML::Node& v = kv.second;
+    const char* kStr = "a string";
+    const char* kInt = "an integer";
+    if (key == "model") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kStr, &c->model));
+    } else if (key == "workers") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->workers));
+    } else if (key == "transport") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kStr, &c->transport));
+    } else if (key == "coordinator_address") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kStr, &c->coordinator_address));
+    } else if (key == "bind_address") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kStr, &c->bind_address));
+    } else if (key == "control_port") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->control_port));
+    } else if (key == "racks") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->racks));
+    } else if (key == "nodes_per_rack") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->nodes_per_rack));
+    } else if (key == "gpus_per_node") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->gpus_per_node));
+    } else if (key == "placement") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kStr, &c->placement));
+    } else if (key == "redundant_experts_per_worker") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->redundant_experts_per_worker));
+    } else if (key == "heartbeat_interval_ms") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->heartbeat_interval_ms));
+    } else if (key == "heartbeat_timeout_ms") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->heartbeat_timeout_ms));
+    } else if (key == "step_timeout_ms") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->step_timeout_ms));
+    } else if (key == "register_timeout_ms") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->register_timeout_ms));
+    } else if (key == "load_window_steps") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->load_window_steps));
+    } else {
+      return InvalidArgumentError(
+          origin + ": unknown key '" + full +
+          "' (known: model, workers, transport, coordinator_address, bind_address, control_port, "
+          "racks, nodes_per_rack, gpus_per_node, placement, redundant_experts_per_worker, "
+          "heartbeat_interval_ms, heartbeat_timeout_ms, step_timeout_ms, register_timeout_ms, "
+          "load_window_steps)");
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Status ParseRuntimeConfigYaml(const std::string& text, const std::string& origin,
@@ -62,10 +114,14 @@ Status ParseRuntimeConfigYaml(const std::string& text, const std::string& origin
       RETURN_IF_ERROR(ReadScalar(v, key, origin, "an integer", &config->max_batch_tokens));
     } else if (key == "expert_format") {
       RETURN_IF_ERROR(ReadScalar(v, key, origin, "a string", &config->expert_format));
+    } else if (key == "cluster") {
+      config->has_cluster = true;
+      RETURN_IF_ERROR(ParseClusterYaml(v, origin, &config->cluster));
     } else {
       return InvalidArgumentError(
           origin + ": unknown key '" + key +
-          "' (known: log_level, num_threads, max_seq_len, max_batch_tokens, expert_format)");
+          "' (known: log_level, num_threads, max_seq_len, max_batch_tokens, expert_format, "
+          "cluster)");
     }
   }
   return ValidateRuntimeConfig(*config).WithContext(origin);
@@ -115,6 +171,54 @@ Status ValidateRuntimeConfig(const RuntimeConfig& config) {
     return InvalidArgumentError("expert_format '" + config.expert_format +
                                 "' is not one of f32, nvfp4, mxfp4");
   }
+  if (config.has_cluster) return ValidateClusterConfig(config.cluster);
+  return OkStatus();
+}
+
+Status ValidateClusterConfig(const ClusterConfig& c) {
+  auto bad = [](const std::string& key, const std::string& want, const std::string& got) {
+    return InvalidArgumentError("cluster." + key + " must be " + want + ", got " + got);
+  };
+  if (c.model.empty()) return bad("model", "a checkpoint directory", "nothing");
+  if (c.workers < 1 || c.workers > 65536) {
+    return bad("workers", "in [1, 65536]", std::to_string(c.workers));
+  }
+  if (c.transport != "local" && c.transport != "mpi" && c.transport != "ucx" &&
+      c.transport != "nccl") {
+    return bad("transport", "one of local, mpi, ucx, nccl", "'" + c.transport + "'");
+  }
+  if (c.control_port < 0 || c.control_port > 65535) {
+    return bad("control_port", "in [0, 65535]", std::to_string(c.control_port));
+  }
+  if (c.racks < 1) return bad("racks", ">= 1", std::to_string(c.racks));
+  if (c.nodes_per_rack < 1) return bad("nodes_per_rack", ">= 1", std::to_string(c.nodes_per_rack));
+  if (c.gpus_per_node < 0) return bad("gpus_per_node", ">= 0", std::to_string(c.gpus_per_node));
+  const int64_t nodes = int64_t{c.racks} * c.nodes_per_rack;
+  const int64_t gpus = c.gpus_per_node > 0 ? nodes * c.gpus_per_node : c.workers;
+  if (gpus != c.workers || c.workers % nodes != 0) {
+    return bad(
+        "workers",
+        "racks x nodes_per_rack x gpus_per_node (one worker per GPU) = " + std::to_string(gpus),
+        std::to_string(c.workers));
+  }
+  if (c.placement.empty()) return bad("placement", "eplb, contiguous or a plan file", "nothing");
+  if (c.redundant_experts_per_worker < 0) {
+    return bad("redundant_experts_per_worker", ">= 0",
+               std::to_string(c.redundant_experts_per_worker));
+  }
+  for (const auto& [key, v] :
+       {std::pair<const char*, int64_t>{"heartbeat_interval_ms", c.heartbeat_interval_ms},
+        {"heartbeat_timeout_ms", c.heartbeat_timeout_ms},
+        {"step_timeout_ms", c.step_timeout_ms},
+        {"register_timeout_ms", c.register_timeout_ms},
+        {"load_window_steps", c.load_window_steps}}) {
+    if (v < 1) return bad(key, ">= 1", std::to_string(v));
+  }
+  if (c.heartbeat_timeout_ms <= c.heartbeat_interval_ms) {
+    return bad("heartbeat_timeout_ms",
+               "above heartbeat_interval_ms (" + std::to_string(c.heartbeat_interval_ms) + ")",
+               std::to_string(c.heartbeat_timeout_ms));
+  }
   return OkStatus();
 }
 
@@ -125,6 +229,26 @@ std::string RuntimeConfigToYaml(const RuntimeConfig& config) {
       << "max_seq_len: " << config.max_seq_len << "\n"
       << "max_batch_tokens: " << config.max_batch_tokens << "\n"
       << "expert_format: " << config.expert_format << "\n";
+  if (config.has_cluster) {
+    const ClusterConfig& c = config.cluster;
+    out << "cluster:\n"
+        << "  model: " << c.model << "\n"
+        << "  workers: " << c.workers << "\n"
+        << "  transport: " << c.transport << "\n"
+        << "  coordinator_address: " << c.coordinator_address << "\n"
+        << "  bind_address: " << c.bind_address << "\n"
+        << "  control_port: " << c.control_port << "\n"
+        << "  racks: " << c.racks << "\n"
+        << "  nodes_per_rack: " << c.nodes_per_rack << "\n"
+        << "  gpus_per_node: " << c.gpus_per_node << "\n"
+        << "  placement: " << c.placement << "\n"
+        << "  redundant_experts_per_worker: " << c.redundant_experts_per_worker << "\n"
+        << "  heartbeat_interval_ms: " << c.heartbeat_interval_ms << "\n"
+        << "  heartbeat_timeout_ms: " << c.heartbeat_timeout_ms << "\n"
+        << "  step_timeout_ms: " << c.step_timeout_ms << "\n"
+        << "  register_timeout_ms: " << c.register_timeout_ms << "\n"
+        << "  load_window_steps: " << c.load_window_steps << "\n";
+  }
   return out.str();
 }
 

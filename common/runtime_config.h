@@ -12,12 +12,35 @@
 
 namespace switchyard {
 
+// The `cluster:` section: a distributed deployment (coordinator + workers). Absent = the
+// single-process engine. Keys documented in configs/README.md ("Cluster settings").
+struct ClusterConfig {
+  std::string model;                // checkpoint directory every worker reads its share of
+  int workers = 1;                  // worker ranks (under mpirun: world size - 1)
+  std::string transport = "local";  // data plane: local | mpi | ucx | nccl
+  std::string coordinator_address = "127.0.0.1";  // where workers reach the coordinator (TCP)
+  std::string bind_address = "0.0.0.0";           // what the coordinator listens on
+  int control_port = 0;                           // 0 = any free port (MPI launches broadcast it)
+  int racks = 1;                         // topology: racks x nodes_per_rack x gpus_per_node
+  int nodes_per_rack = 1;                //   must equal workers (one worker per GPU)
+  int gpus_per_node = 0;                 // 0 = workers / (racks * nodes_per_rack)
+  std::string placement = "eplb";        // eplb | contiguous | path of a plan JSON
+  int redundant_experts_per_worker = 0;  // EPLB replica slots per worker
+  int64_t heartbeat_interval_ms = 500;
+  int64_t heartbeat_timeout_ms = 10000;  // a worker silent this long is declared dead
+  int64_t step_timeout_ms = 60000;       // one forward step on every worker
+  int64_t register_timeout_ms = 120000;  // every worker registered and loaded
+  int64_t load_window_steps = 128;       // expert-load statistics: sliding window in steps
+};
+
 struct RuntimeConfig {
   std::string log_level = "info";     // trace|debug|info|warn|error|off
   int num_threads = 0;                // compute threads; 0 = all online cores
   int64_t max_seq_len = 4096;         // KV-cache capacity per sequence, in tokens
   int64_t max_batch_tokens = 8192;    // most tokens in one forward step (prefill chunks + decodes)
   std::string expert_format = "f32";  // routed experts in memory: f32 | nvfp4 | mxfp4
+  bool has_cluster = false;           // the YAML had a `cluster:` section
+  ClusterConfig cluster;
 };
 
 // Reads the YAML file at `path` over `config` (keys absent from the file keep their values).
@@ -28,8 +51,9 @@ Status ParseRuntimeConfigYaml(const std::string& text, const std::string& origin
 // Applies SWITCHYARD_LOG_LEVEL, SWITCHYARD_NUM_THREADS, SWITCHYARD_MAX_SEQ_LEN,
 // SWITCHYARD_MAX_BATCH_TOKENS, SWITCHYARD_EXPERT_FORMAT when set.
 Status ApplyRuntimeConfigEnv(RuntimeConfig* config);
-// Checks ranges; errors name the key.
+// Checks ranges; errors name the key (cluster keys as `cluster.<key>`).
 Status ValidateRuntimeConfig(const RuntimeConfig& config);
+Status ValidateClusterConfig(const ClusterConfig& cluster);
 // The effective configuration as YAML (what `--print-config` shows).
 std::string RuntimeConfigToYaml(const RuntimeConfig& config);
 

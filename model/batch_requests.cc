@@ -9,7 +9,8 @@ namespace switchyard {
 using json = nlohmann::json;
 
 StatusOr<std::vector<BatchRequest>> ParseBatchRequests(const std::string& text,
-                                                       const std::string& origin) {
+                                                       const std::string& origin,
+                                                       const Tokenizer* tokenizer) {
   std::vector<BatchRequest> out;
   std::istringstream in(text);
   std::string line;
@@ -22,8 +23,8 @@ StatusOr<std::vector<BatchRequest>> ParseBatchRequests(const std::string& text,
     if (obj.is_discarded() || !obj.is_object()) {
       return InvalidArgumentError(where + ": not a JSON object");
     }
-    static const char* kKnown[] = {"id",    "prompt_ids", "max_tokens", "temperature",
-                                   "top_k", "top_p",      "seed",       "ignore_eos"};
+    static const char* kKnown[] = {"id",    "prompt_ids", "prompt", "max_tokens", "temperature",
+                                   "top_k", "top_p",      "seed",   "ignore_eos"};
     for (auto it = obj.begin(); it != obj.end(); ++it) {
       bool known = false;
       for (const char* k : kKnown) known |= it.key() == k;
@@ -37,17 +38,36 @@ StatusOr<std::vector<BatchRequest>> ParseBatchRequests(const std::string& text,
       }
       req.id = obj["id"].is_string() ? obj["id"].get<std::string>() : obj["id"].dump();
     }
-    const json& ids = obj.value("prompt_ids", json());
-    if (!ids.is_array() || ids.empty()) {
-      return InvalidArgumentError(where + ": 'prompt_ids' must be a non-empty list of token ids");
+    if (obj.contains("prompt") == obj.contains("prompt_ids")) {
+      return InvalidArgumentError(where + ": give exactly one of 'prompt' and 'prompt_ids'");
     }
-    for (const json& id : ids) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
-          id.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
-        return InvalidArgumentError(where + ": 'prompt_ids' holds " + id.dump() +
-                                    ", not a token id");
+    if (obj.contains("prompt")) {
+      if (!obj["prompt"].is_string() || obj["prompt"].get<std::string>().empty()) {
+        return InvalidArgumentError(where + ": 'prompt' must be a non-empty string");
       }
-      req.request.prompt.push_back(id.get<int32_t>());
+      if (tokenizer == nullptr) {
+        return InvalidArgumentError(where +
+                                    ": 'prompt' needs a tokenizer (the checkpoint has no usable "
+                                    "tokenizer.json); give 'prompt_ids' instead");
+      }
+      auto ids = tokenizer->Encode(obj["prompt"].get<std::string>(), /*add_special_tokens=*/true);
+      if (!ids.ok()) return ids.status().WithContext(where + ": 'prompt'");
+      if (ids->empty()) return InvalidArgumentError(where + ": 'prompt' encodes to no tokens");
+      req.request.prompt = std::move(*ids);
+    }
+    if (obj.contains("prompt_ids")) {
+      const json& ids = obj["prompt_ids"];
+      if (!ids.is_array() || ids.empty()) {
+        return InvalidArgumentError(where + ": 'prompt_ids' must be a non-empty list of token ids");
+      }
+      for (const json& id : ids) {
+        if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+            id.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+          return InvalidArgumentError(where + ": 'prompt_ids' holds " + id.dump() +
+                                      ", not a token id");
+        }
+        req.request.prompt.push_back(id.get<int32_t>());
+      }
     }
     auto number_field = [&](const char* key, double fallback, double* value) -> Status {
       if (!obj.contains(key)) {
@@ -88,14 +108,20 @@ StatusOr<std::vector<BatchRequest>> ParseBatchRequests(const std::string& text,
   return out;
 }
 
-std::string FormatBatchResult(const BatchRequest& request, const GenerationResult& result) {
+std::string FormatBatchResult(const BatchRequest& request, const GenerationResult& result,
+                              const Tokenizer* tokenizer) {
   json obj = {{"id", request.id},
               {"tokens", result.tokens},
               {"finish_reason", result.finish_reason},
               {"prompt_tokens", request.request.prompt.size()},
               {"completion_tokens", result.tokens.size()},
               {"time_to_first_token_s", result.time_to_first_token_s}};
-  return obj.dump();
+  if (tokenizer != nullptr) {
+    auto text = tokenizer->Decode(result.tokens, /*skip_special_tokens=*/true);
+    // Generated ids come from the model's vocab; an id the tokenizer lacks is reported in place.
+    obj["text"] = text.ok() ? *text : "<" + text.status().message() + ">";
+  }
+  return obj.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace switchyard

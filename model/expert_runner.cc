@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/fp4_gemm.h"
+#include "kernels/cpu/fp4_grouped.h"
 
 namespace switchyard {
 namespace {
@@ -13,7 +14,8 @@ namespace {
 template <bool kParallel>
 void Project(const Linear& lin, const float* x, int64_t n, float* y) {
   if (lin.quantized()) {
-    (kParallel ? cpu::Fp4MatMulTransB : cpu::Fp4MatMulTransBSerial)(x, n, lin.fp4, y);
+    (kParallel ? cpu::Fp4MatMulTransB : cpu::Fp4MatMulTransBSerial)(x, n, lin.fp4, y,
+                                                                    cpu::DefaultFp4Activations());
   } else {
     (kParallel ? cpu::MatMulTransB : cpu::MatMulTransBSerial)(x, n, lin.in(), lin.weight.data(),
                                                               lin.out(), y, nullptr);
@@ -31,12 +33,27 @@ void Mlp(const MlpWeights& mlp, const float* x, int64_t n, float* scratch, float
   Project<kParallel>(mlp.down, gate, n, out);
 }
 
+bool AllFp4(const MlpWeights& mlp) {
+  return mlp.gate.quantized() && mlp.up.quantized() && mlp.down.quantized();
+}
+
+cpu::Fp4ExpertMlp Fp4View(const MlpWeights& mlp) {
+  return {&mlp.gate.fp4, &mlp.up.fp4, &mlp.down.fp4};
+}
+
 }  // namespace
 
 void RunMlpSerial(const MlpWeights& mlp, const float* x, int64_t n, float* scratch, float* out) {
   Mlp<false>(mlp, x, n, scratch, out);
 }
 void RunMlp(const MlpWeights& mlp, const float* x, int64_t n, float* scratch, float* out) {
+  if (AllFp4(mlp) && n > 0) {
+    // One expert through the grouped kernel: its scheduling and fused SwiGLU.
+    thread_local cpu::Fp4GroupedWorkspace workspace;
+    const Status status = cpu::Fp4GroupedMlp({Fp4View(mlp)}, {0, n}, x, mlp.down.out(), out,
+                                             cpu::DefaultFp4Activations(), &workspace);
+    if (status.ok()) return;  // shapes that do not fit fall through to the generic path
+  }
   Mlp<true>(mlp, x, n, scratch, out);
 }
 
@@ -75,9 +92,19 @@ Status LocalExpertRunner::Run(int64_t layer, const float* hidden, int64_t num_to
   for (int64_t i = 0; i < rows; ++i) {
     std::memcpy(&gathered_[position[i] * h], hidden + (i / k) * h, h * sizeof(float));
   }
+  bool fp4 = true;
+  for (int64_t e = 0; e < e_count; ++e) fp4 = fp4 && (counts_[e] == 0 || AllFp4(experts[e]));
   int64_t max_group = 0;
   for (int64_t e = 0; e < e_count; ++e) max_group = std::max(max_group, counts_[e]);
-  if (max_group <= 64) {
+  if (fp4) {
+    // FP4 experts: all of the layer in one grouped call ((expert, row panel) work items).
+    fp4_experts_.resize(e_count);
+    for (int64_t e = 0; e < e_count; ++e) {
+      fp4_experts_[e] = counts_[e] > 0 ? Fp4View(experts[e]) : cpu::Fp4ExpertMlp{};
+    }
+    RETURN_IF_ERROR(cpu::Fp4GroupedMlp(fp4_experts_, offset, gathered_.data(), h, results_.data(),
+                                       cpu::DefaultFp4Activations(), &fp4_workspace_));
+  } else if (max_group <= 64) {
     // Decode-sized groups: one expert per thread.
 #pragma omp parallel
     {

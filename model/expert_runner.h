@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kernels/cpu/fp4_grouped.h"
 #include "model/model_config.h"
 #include "model/weights.h"
 
@@ -24,7 +25,9 @@ class ExpertRunner {
                      const int32_t* topk_idx, const float* topk_weights, float* out) = 0;
 };
 
-// Runs experts from in-process weights. Results do not depend on the thread count.
+// Runs experts from in-process weights. Results do not depend on the thread count. When every
+// routed expert of a layer is FP4, the layer's experts run in one grouped call
+// (kernels/cpu/fp4_grouped.h; activation mode from SWITCHYARD_FP4_ACTIVATIONS).
 class LocalExpertRunner : public ExpertRunner {
  public:
   LocalExpertRunner(const ModelConfig& config, const ModelWeights& weights);
@@ -38,12 +41,15 @@ class LocalExpertRunner : public ExpertRunner {
   const ModelWeights& weights_;
   std::vector<int64_t> counts_;
   std::vector<float> gathered_, results_, scratch_;
+  std::vector<cpu::Fp4ExpertMlp> fp4_experts_;
+  cpu::Fp4GroupedWorkspace fp4_workspace_;
 };
 
 // out[n, hidden] = down(silu(gate x) * up x) for n tokens, on the calling thread.
 // scratch holds 2 * n * intermediate floats.
 void RunMlpSerial(const MlpWeights& mlp, const float* x, int64_t n, float* scratch, float* out);
-// Same, parallel inside each product.
+// Same, parallel inside each product (FP4 experts: the grouped kernel with one expert; it keeps a
+// thread_local workspace, so concurrent callers on different threads are safe).
 void RunMlp(const MlpWeights& mlp, const float* x, int64_t n, float* scratch, float* out);
 
 }  // namespace switchyard

@@ -49,6 +49,13 @@ uint64_t NameHash(const std::string& name) {
   return h;
 }
 
+Status WriteTextFile(const std::string& path, std::string_view text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  if (!out) return InternalError("cannot write '" + path + "'");
+  return OkStatus();
+}
+
 }  // namespace
 
 Status WriteRandomCheckpoint(const std::string& dir, const std::string& config_json,
@@ -172,7 +179,18 @@ Status WriteDefaultModel(const std::string& dir) {
   options.dtype = DType::kBF16;
   options.seed = 20261128;
   options.max_shard_bytes = 16 << 20;
-  return WriteRandomCheckpoint(dir, DefaultModelConfigJson(), options);
+  RETURN_IF_ERROR(WriteRandomCheckpoint(dir, DefaultModelConfigJson(), options));
+  RETURN_IF_ERROR(WriteTextFile(dir + "/tokenizer.json", DefaultModelTokenizerJson()));
+  return WriteTextFile(dir + "/tokenizer_config.json", R"({
+  "tokenizer_class": "LlamaTokenizerFast",
+  "add_bos_token": true,
+  "add_eos_token": false,
+  "bos_token": "<｜begin▁of▁sentence｜>",
+  "eos_token": "<｜end▁of▁sentence｜>",
+  "pad_token": "<｜▁pad▁｜>",
+  "model_max_length": 16384
+}
+)");
 }
 
 }  // namespace switchyard

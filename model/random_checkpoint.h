@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 #include "model/safetensors.h"
@@ -26,7 +27,13 @@ Status WriteRandomCheckpoint(const std::string& dir, const std::string& config_j
 // dense layer then MoE layers with 32 experts in 4 groups, top-4, a shared expert).
 std::string DefaultModelConfigJson();
 
-// Writes the built-in default model into `dir` (BF16, two shards).
+// tokenizer.json of the built-in default model: byte-level BPE in the DeepSeek-V3 layout (its
+// pre-tokenizer regexes, BOS prepended) with exactly the model's 2048 ids; BOS 0, EOS 1. Compiled
+// in from model/tokenizer_default.json. Static storage; thread-safe.
+std::string_view DefaultModelTokenizerJson();
+
+// Writes the built-in default model into `dir` (BF16, two shards) with its tokenizer.json and a
+// tokenizer_config.json naming BOS/EOS.
 Status WriteDefaultModel(const std::string& dir);
 
 }  // namespace switchyard

@@ -10,12 +10,16 @@ APT_PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev
   libopenmpi-dev openmpi-bin libucx-dev libboost-dev
+  libpcre2-dev libutf8proc-dev
   clang-format python3 python3-pip
+  slurm-wlm munge
 )
 PIP_PACKAGES=(numpy ml_dtypes)
 # Pinned: transformers 4.56 writes the hub layout (one tensor per expert) and supports all three
 # families; torch 2.8 is its contemporary.
-ORACLE_PIP_PACKAGES=(torch==2.8.0 transformers==4.56.2 safetensors numpy)
+# tokenizers 0.22.2 trains the tokenizer fixtures (tests/tokenizer/make_tokenizers.py) and is the
+# oracle of the tokenizer_check test, which is skipped where it is not installed.
+ORACLE_PIP_PACKAGES=(torch==2.8.0 transformers==4.56.2 tokenizers==0.22.2 safetensors numpy)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the built-in default: installs what is missing, builds, writes the default
-# model (a small DeepSeek-V3-shaped checkpoint with random weights) once, and generates from it.
-# Extra arguments go to `switchyard generate` (e.g. --max-new-tokens 64 --temperature 0.8).
+# model (a small DeepSeek-V3-shaped checkpoint with random weights) once, and runs the distributed
+# runtime on this machine: one coordinator and two worker processes under mpirun
+# (deploy/mpirun.sh), one JSON line per request. Extra arguments go to deploy/mpirun.sh
+# (e.g. --workers 4, --requests FILE.jsonl, --transport ucx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
@@ -11,5 +13,4 @@ if [ ! -f build/default-model/config.json ]; then
   build/bin/switchyard make-default-model --out build/default-model
 fi
 build/bin/switchyard info --model build/default-model
-exec build/bin/switchyard generate --model build/default-model \
-  --prompt-ids 0,17,42,256,1024,7 --prompt-ids 0,99,3 --max-new-tokens 32 "$@"
+exec deploy/mpirun.sh --model build/default-model "$@"

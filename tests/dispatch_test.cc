@@ -19,7 +19,13 @@
 //      BF16 combine:   |error| <= 2^-8 Σ_r |P_r|                <= 2^-8 M (1 + 2^-8)
 //    plus FP32 rounding of at most a few units of 2^-24 M; the test allows 1.01 * 2^-8 * M per
 //    BF16 phase (so 1.01 * 2^-7 * M for BF16 both ways) plus 1e-5 * M. FP32 transit is held to
-//    1e-5 * M (the reordered sum only).
+//    1e-5 * M (the reordered sum only). FP8 dispatch (E4M3, one scale per 128-element block of a
+//    row) moves each x by at most 2^-4 |x| + 2^-18 amax_block (transport/dispatch_codec.h), so
+//      FP8 dispatch:   |error| <= Σ_k |w_k s_k| (2^-4 |x| + 2^-18 amax_block)
+//    allowed with the same 1.01 factor; a BF16 combine after it gets M (1 + 2^-4).
+// Integrity mode (checksums) must not change any result: its rounds are held to the same bitwise
+// reference. The bytes the dispatcher hands to the transport are counted by a decorator
+// (dispatch_fault_transport.h): FP8 moves about half the bytes of BF16.
 #include "transport/dispatch.h"
 
 #include <gtest/gtest.h>
@@ -37,6 +43,8 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "dispatch_fault_transport.h"
+#include "kernels/fp4_format.h"
 #include "local_ranks.h"
 #include "mpi_test_main.h"
 #include "transport/transport_factory.h"
@@ -57,6 +65,30 @@ float ExpertFn(int32_t e, float x) { return Scale(e) * x + Bias(e); }
 
 float RoundTransit(PayloadDtype dtype, float v) {
   return dtype == PayloadDtype::kBF16 ? Bf16ToF32(F32ToBf16(v)) : v;
+}
+
+// max |x| over the 128-element FP8 block of row x[0, h) that holds element i.
+float BlockAmax(const float* x, int64_t h, int64_t i) {
+  float amax = 0.0f;
+  for (int64_t j = i / 128 * 128; j < std::min<int64_t>(h, i / 128 * 128 + 128); ++j) {
+    amax = std::max(amax, std::abs(x[j]));
+  }
+  return amax;
+}
+
+// A row as its destination sees it: an independent restatement of the transit formats.
+std::vector<float> TransitRow(PayloadDtype dtype, const float* x, int64_t h) {
+  std::vector<float> out(x, x + h);
+  if (dtype == PayloadDtype::kFP8) {
+    for (int64_t i = 0; i < h; ++i) {
+      const float amax = BlockAmax(x, h, i);
+      const float scale = amax == 0.0f ? 1.0f : amax / 448.0f;
+      out[i] = fp4::E4m3ToF32(fp4::F32ToE4m3(x[i] / scale)) * scale;
+    }
+  } else {
+    for (float& v : out) v = RoundTransit(dtype, v);
+  }
+  return out;
 }
 
 // Every rank's inputs for one round, identical on every rank (built from the seed).
@@ -162,6 +194,7 @@ std::vector<float> OrderedReference(const Scenario& s, int32_t me, ReplicaPolicy
   const int64_t h = s.hidden;
   std::vector<float> out(s.tokens[me] * h, 0.0f), partial(h);
   for (int64_t t = 0; t < s.tokens[me]; ++t) {
+    const std::vector<float> xt = TransitRow(dispatch_dtype, &s.x[me][t * h], h);
     for (int32_t r = 0; r < s.world; ++r) {
       bool any = false;
       std::fill(partial.begin(), partial.end(), 0.0f);
@@ -171,7 +204,7 @@ std::vector<float> OrderedReference(const Scenario& s, int32_t me, ReplicaPolicy
         const int32_t e = s.idx[me][t * s.topk + k];
         const float w = s.weights[me][t * s.topk + k];
         for (int64_t i = 0; i < h; ++i) {
-          const float v = ExpertFn(e, RoundTransit(dispatch_dtype, s.x[me][t * h + i]));
+          const float v = ExpertFn(e, xt[i]);
           partial[i] += w * v;
         }
       }
@@ -210,6 +243,8 @@ void RunLocalExperts(const Scenario& s, int32_t me, const ReceivedTokens& recv,
 
 // Per-rank state reused across rounds (as a runner would keep it).
 struct RankState {
+  RankState() = default;
+  explicit RankState(DispatcherOptions options) : dispatcher(options) {}
   Dispatcher dispatcher;
   ReceivedTokens received;
   std::vector<float> entry_out, row_out, out;
@@ -217,8 +252,8 @@ struct RankState {
 
 // One dispatch -> experts -> combine round on rank t.rank(), checked against both references.
 void CheckedRound(Transport& t, RankState& st, const Scenario& s, ReplicaPolicy policy,
-                  PayloadDtype dispatch_dtype, PayloadDtype combine_dtype,
-                  const std::string& label) {
+                  PayloadDtype dispatch_dtype, PayloadDtype combine_dtype, const std::string& label,
+                  int64_t layer = 0) {
   const int32_t me = t.rank();
   const std::string where = label + " rank " + std::to_string(me) + " " +
                             PayloadDtypeName(dispatch_dtype) + "/" +
@@ -226,8 +261,8 @@ void CheckedRound(Transport& t, RankState& st, const Scenario& s, ReplicaPolicy 
   auto layout = ComputeDispatchLayout(s.idx[me].data(), s.weights[me].data(), s.tokens[me], s.topk,
                                       s.placement, policy, me);
   ASSERT_TRUE(layout.ok()) << where << ": " << layout.status().ToString();
-  Status status = st.dispatcher.Dispatch(t, *layout, s.x[me].data(), s.hidden, dispatch_dtype,
-                                         OpDeadline(), &st.received);
+  Status status = st.dispatcher.Dispatch(t, layer, *layout, s.x[me].data(), s.hidden,
+                                         dispatch_dtype, OpDeadline(), &st.received);
   ASSERT_TRUE(status.ok()) << where << ": " << status.ToString();
   RunLocalExperts(s, me, st.received, st.entry_out, st.row_out);
   st.out.assign(s.tokens[me] * s.hidden, std::nanf(""));
@@ -255,9 +290,19 @@ void CheckedRound(Transport& t, RankState& st, const Scenario& s, ReplicaPolicy 
         exact += w * ExpertFn(e, x);
         m += std::abs(w) * (std::abs(Scale(e) * x) + std::abs(Bias(e)));
       }
+      const bool fp8 = dispatch_dtype == PayloadDtype::kFP8;
       const int bf16_phases =
           (dispatch_dtype == PayloadDtype::kBF16) + (combine_dtype == PayloadDtype::kBF16);
-      const float bound = (1.01f * std::ldexp(1.0f, -8) * bf16_phases + 1e-5f) * m;
+      float bound =
+          (1.01f * std::ldexp(1.0f, -8) * bf16_phases * (fp8 ? 1.0625f : 1.0f) + 1e-5f) * m;
+      if (fp8) {
+        const float amax = BlockAmax(&s.x[me][t_idx * h], h, i);
+        float ws = 0.0f;
+        for (int32_t k = 0; k < s.topk; ++k) {
+          ws += std::abs(s.weights[me][t_idx * s.topk + k] * Scale(s.idx[me][t_idx * s.topk + k]));
+        }
+        bound += 1.01f * ws * (std::ldexp(std::abs(x), -4) + std::ldexp(amax, -18));
+      }
       if (!(std::abs(got - exact) <= bound) && bound_violations++ == 0) {
         ADD_FAILURE() << where << ": token " << t_idx << " element " << i << " = " << got
                       << ", FP32 reference " << exact << ", bound " << bound;
@@ -270,24 +315,26 @@ void CheckedRound(Transport& t, RankState& st, const Scenario& s, ReplicaPolicy 
 
 constexpr PayloadDtype kF32 = PayloadDtype::kF32;
 constexpr PayloadDtype kBF16 = PayloadDtype::kBF16;
+constexpr PayloadDtype kFP8 = PayloadDtype::kFP8;
 
 // ---- Cases: each body runs on every rank, in the same order. ----
 
 void CaseRandomRoutingsWithReplicas(Transport& t) {
   RankState st;  // reused across trials: sizes and dtypes change from call to call
-  const int64_t hiddens[] = {7, 33, 1, 130};
-  const PayloadDtype dtypes[][2] = {{kF32, kF32}, {kBF16, kBF16}, {kBF16, kF32}, {kF32, kBF16}};
-  for (uint32_t trial = 0; trial < 16; ++trial) {
+  const int64_t hiddens[] = {7, 33, 1, 130, 300};
+  const PayloadDtype dtypes[][2] = {{kF32, kF32},  {kBF16, kBF16}, {kBF16, kF32},
+                                    {kF32, kBF16}, {kFP8, kF32},   {kFP8, kBF16}};
+  for (uint32_t trial = 0; trial < 24; ++trial) {
     ScenarioSpec spec;
     spec.seed = 100 + trial;
-    spec.hidden = hiddens[trial % 4];
+    spec.hidden = hiddens[trial % 5];
     spec.topk = 1 + static_cast<int32_t>(trial % 6);
     spec.zero_tokens = [trial](int r) { return (trial + r) % 3 == 0; };
     const Scenario s = MakeScenario(t.world_size(), spec);
     const ReplicaPolicy policy =
         trial % 2 == 0 ? ReplicaPolicy::kBalance : ReplicaPolicy::kPreferLocal;
-    CheckedRound(t, st, s, policy, dtypes[trial % 4][0], dtypes[(trial / 4) % 4][1],
-                 "trial " + std::to_string(trial));
+    CheckedRound(t, st, s, policy, dtypes[trial % 6][0], dtypes[(trial / 6) % 4][1],
+                 "trial " + std::to_string(trial), trial);
   }
 }
 
@@ -297,15 +344,17 @@ void CaseZeroTokensEverywhere(Transport& t) {
   spec.hidden = 33;
   spec.zero_tokens = [](int) { return true; };
   const Scenario s = MakeScenario(t.world_size(), spec);
-  for (PayloadDtype dtype : {kF32, kBF16}) {
-    CheckedRound(t, st, s, ReplicaPolicy::kBalance, dtype, dtype, "zero tokens");
+  for (PayloadDtype dtype : {kF32, kBF16, kFP8}) {
+    CheckedRound(t, st, s, ReplicaPolicy::kBalance, dtype, dtype == kFP8 ? kBF16 : dtype,
+                 "zero tokens");
     EXPECT_EQ(st.received.num_rows(), 0);
     EXPECT_EQ(st.received.num_entries(), 0);
   }
   // Null buffers are fine when there is nothing to move.
   DispatchLayout layout = *ComputeDispatchLayout(nullptr, nullptr, 0, 2, s.placement,
                                                  ReplicaPolicy::kBalance, t.rank());
-  ASSERT_TRUE(st.dispatcher.Dispatch(t, layout, nullptr, 5, kF32, OpDeadline(), &st.received).ok());
+  ASSERT_TRUE(
+      st.dispatcher.Dispatch(t, 0, layout, nullptr, 5, kF32, OpDeadline(), &st.received).ok());
   ASSERT_TRUE(st.dispatcher.Combine(t, nullptr, kBF16, OpDeadline(), nullptr).ok());
 }
 
@@ -320,8 +369,9 @@ void CaseSkewedToOneRank(Transport& t) {
     spec.max_tokens = 60;
     spec.routing = routing;
     const Scenario s = MakeScenario(n, spec);
-    for (PayloadDtype dtype : {kF32, kBF16}) {
-      CheckedRound(t, st, s, ReplicaPolicy::kBalance, dtype, dtype, "skewed");
+    for (PayloadDtype dtype : {kF32, kBF16, kFP8}) {
+      CheckedRound(t, st, s, ReplicaPolicy::kBalance, dtype, dtype == kFP8 ? kF32 : dtype,
+                   "skewed");
       const int target = routing == Routing::kAllToRank0 ? 0 : n - 1;
       int64_t all_tokens = 0;
       for (int64_t tokens : s.tokens) all_tokens += tokens;
@@ -366,6 +416,7 @@ void CaseLargeRows(Transport& t) {
   const Scenario s = MakeScenario(t.world_size(), spec);
   CheckedRound(t, st, s, ReplicaPolicy::kBalance, kBF16, kF32, "large");
   CheckedRound(t, st, s, ReplicaPolicy::kPreferLocal, kF32, kBF16, "large");
+  CheckedRound(t, st, s, ReplicaPolicy::kBalance, kFP8, kBF16, "large");
 }
 
 // Rank 0 dispatches with another hidden size: both sides name each other, every rank took part in
@@ -381,7 +432,7 @@ void CasePeerDisagreesOnHidden(Transport& t) {
                                       s.placement, ReplicaPolicy::kBalance, me);
   ASSERT_TRUE(layout.ok());
   std::vector<float> x(s.tokens[me] * 9, 1.0f);
-  Status status = st.dispatcher.Dispatch(t, *layout, me == 0 ? x.data() : s.x[me].data(),
+  Status status = st.dispatcher.Dispatch(t, 0, *layout, me == 0 ? x.data() : s.x[me].data(),
                                          me == 0 ? 9 : 8, kF32, OpDeadline(), &st.received);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
   EXPECT_TRUE(HasText(status, me == 0 ? "rank 1 sends hidden 8" : "rank 0 sends hidden 9"))
@@ -390,6 +441,16 @@ void CasePeerDisagreesOnHidden(Transport& t) {
   EXPECT_EQ(st.dispatcher.Combine(t, nullptr, kF32, OpDeadline(), nullptr).code(),
             StatusCode::kFailedPrecondition);
   CheckedRound(t, st, s, ReplicaPolicy::kBalance, kF32, kF32, "after disagreement");
+  // The last rank is a layer ahead of the others.
+  const int last = t.world_size() - 1;
+  status = st.dispatcher.Dispatch(t, me == last ? 8 : 7, *layout, s.x[me].data(), 8, kF32,
+                                  OpDeadline(), &st.received);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+  EXPECT_TRUE(HasText(
+      status, me == last ? "rank 0 sends hidden 8 as f32 for layer 7"
+                         : "rank " + std::to_string(last) + " sends hidden 8 as f32 for layer 8"))
+      << status.ToString();
+  CheckedRound(t, st, s, ReplicaPolicy::kBalance, kF32, kF32, "after layer disagreement");
 }
 
 void CaseBadArguments(Transport& t) {
@@ -400,13 +461,121 @@ void CaseBadArguments(Transport& t) {
   ExpertPlacement other = ExpertPlacement::Contiguous(8, t.world_size() + 1);
   DispatchLayout layout =
       *ComputeDispatchLayout(nullptr, nullptr, 0, 1, other, ReplicaPolicy::kBalance, 0);
-  s = dispatcher.Dispatch(t, layout, nullptr, 4, kF32, OpDeadline(), &received);
+  s = dispatcher.Dispatch(t, 0, layout, nullptr, 4, kF32, OpDeadline(), &received);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   ExpertPlacement mine = ExpertPlacement::Contiguous(8, t.world_size());
   layout = *ComputeDispatchLayout(nullptr, nullptr, 0, 1, mine, ReplicaPolicy::kBalance, t.rank());
-  s = dispatcher.Dispatch(t, layout, nullptr, 0, kF32, OpDeadline(), &received);
+  s = dispatcher.Dispatch(t, 0, layout, nullptr, 0, kF32, OpDeadline(), &received);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  s = dispatcher.Dispatch(t, -1, layout, nullptr, 4, kF32, OpDeadline(), &received);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  // FP8 is a dispatch format only.
+  ASSERT_TRUE(dispatcher.Dispatch(t, 0, layout, nullptr, 4, kFP8, OpDeadline(), &received).ok());
+  s = dispatcher.Combine(t, nullptr, kFP8, OpDeadline(), nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_TRUE(HasText(s, "f32 or bf16")) << s.ToString();
   EXPECT_TRUE(t.Barrier(OpDeadline()).ok());
+}
+
+// Integrity mode on: every round still matches the references bitwise, and the outputs equal an
+// integrity-off dispatcher's on the same inputs.
+void CaseIntegrityOnChangesNothing(Transport& t) {
+  RankState checked(DispatcherOptions{.integrity = true}), plain;
+  const PayloadDtype dtypes[][2] = {{kF32, kF32}, {kBF16, kBF16}, {kFP8, kF32}, {kFP8, kBF16}};
+  for (uint32_t trial = 0; trial < 8; ++trial) {
+    ScenarioSpec spec;
+    spec.seed = 500 + trial;
+    spec.hidden = trial % 2 ? 130 : 33;
+    spec.topk = 1 + static_cast<int32_t>(trial % 4);
+    spec.zero_tokens = [trial](int r) { return (trial + r) % 4 == 0; };
+    const Scenario s = MakeScenario(t.world_size(), spec);
+    const auto [dd, cd] = std::pair(dtypes[trial % 4][0], dtypes[trial % 4][1]);
+    const std::string label = "integrity trial " + std::to_string(trial);
+    CheckedRound(t, checked, s, ReplicaPolicy::kBalance, dd, cd, label, trial);
+    CheckedRound(t, plain, s, ReplicaPolicy::kBalance, dd, cd, label, trial);
+    EXPECT_EQ(0, std::memcmp(checked.out.data(), plain.out.data(), 4 * plain.out.size())) << label;
+  }
+}
+
+// FP8 dispatch moves about half the bytes of BF16: counted by a decorator around the transport,
+// and equal to what the dispatcher reports.
+void CaseFp8MovesHalfTheBytes(Transport& inner) {
+  testing::FaultyTransport t(inner);
+  ScenarioSpec spec;
+  spec.seed = 77;
+  spec.hidden = 2048;
+  spec.topk = 8;
+  spec.max_tokens = 32;
+  spec.zero_tokens = [](int) { return false; };
+  const Scenario s = MakeScenario(t.world_size(), spec);
+  int64_t moved[2] = {0, 0}, payload[2] = {0, 0};
+  const PayloadDtype dtypes[2] = {kBF16, kFP8};
+  for (int i = 0; i < 2; ++i) {
+    RankState st;
+    t.ResetCount();
+    CheckedRound(t, st, s, ReplicaPolicy::kBalance, dtypes[i], kBF16, "bytes");
+    const DispatchTraffic& traffic = st.dispatcher.last_traffic();
+    moved[i] = traffic.dispatch_transport_bytes;
+    payload[i] = traffic.dispatch_payload_bytes;
+    EXPECT_EQ(t.bytes_to_others(),
+              traffic.dispatch_transport_bytes + traffic.combine_transport_bytes);
+    EXPECT_GE(traffic.dispatch_transport_bytes, traffic.dispatch_payload_bytes);
+  }
+  if (t.world_size() == 1) {
+    EXPECT_EQ(moved[0] + moved[1], 0);  // nothing leaves a one-rank world
+    return;
+  }
+  // Per row: 2048 E4M3 codes + 16 scales = 2112 bytes against 4096 (BF16), + 8 bytes of metadata
+  // and 8 per entry either way.
+  const double ratio = static_cast<double>(payload[1]) / static_cast<double>(payload[0]);
+  EXPECT_GT(ratio, 0.50) << "fp8 " << payload[1] << " bf16 " << payload[0];
+  EXPECT_LT(ratio, 0.53) << "fp8 " << payload[1] << " bf16 " << payload[0];
+  // With eager padding (at most one 64 KiB prefix per peer) included.
+  EXPECT_LT(static_cast<double>(moved[1]) / static_cast<double>(moved[0]), 0.6)
+      << "fp8 " << moved[1] << " bf16 " << moved[0];
+}
+
+// The eager size follows the traffic: a first call with messages over the initial 4 KiB takes two
+// exchanges, the same sizes again take one; messages over the 64 KiB cap always take two. Every
+// round is checked against the references.
+void CaseEagerSizeAdapts(Transport& t) {
+  // 24 tokens on every rank, routed deterministically over all ranks' experts.
+  auto fixed = [&t](int64_t hidden) {
+    ScenarioSpec spec;
+    spec.seed = 31;
+    spec.hidden = hidden;
+    spec.topk = 4;
+    Scenario out = MakeScenario(t.world_size(), spec);
+    const int32_t experts = spec.experts_per_rank * out.world;
+    std::mt19937 rng(7);
+    for (int32_t r = 0; r < out.world; ++r) {
+      out.tokens[r] = 24;
+      out.idx[r].resize(24 * spec.topk);
+      out.weights[r].assign(24 * spec.topk, 0.5f);
+      out.x[r].resize(24 * hidden);
+      for (int64_t tok = 0; tok < 24; ++tok) {
+        for (int32_t k = 0; k < spec.topk; ++k) {
+          out.idx[r][tok * spec.topk + k] = (static_cast<int32_t>(tok) * 5 + k * 3 + r) % experts;
+        }
+      }
+      for (float& v : out.x[r]) v = static_cast<float>(rng() % 1000) * 0.001f - 0.5f;
+    }
+    return out;
+  };
+  const Scenario small = fixed(256);            // F32: 1 KiB rows, over 4 KiB per peer
+  const Scenario large = fixed(4096);           // BF16: 8 KiB rows, over 64 KiB per peer
+  const int many = t.world_size() > 1 ? 2 : 1;  // a one-rank world sends nothing
+  RankState st;
+  CheckedRound(t, st, small, ReplicaPolicy::kBalance, kF32, kF32, "eager first");
+  EXPECT_EQ(st.dispatcher.last_traffic().dispatch_exchanges, many);
+  CheckedRound(t, st, small, ReplicaPolicy::kBalance, kF32, kF32, "eager second");
+  EXPECT_EQ(st.dispatcher.last_traffic().dispatch_exchanges, 1);
+  for (int i = 0; i < 2; ++i) {
+    CheckedRound(t, st, large, ReplicaPolicy::kBalance, kBF16, kBF16, "eager large");
+    EXPECT_EQ(st.dispatcher.last_traffic().dispatch_exchanges, many);
+  }
+  CheckedRound(t, st, small, ReplicaPolicy::kBalance, kF32, kF32, "eager small again");
+  EXPECT_EQ(st.dispatcher.last_traffic().dispatch_exchanges, 1);
 }
 
 struct DispatchCase {
@@ -424,6 +593,9 @@ const std::vector<DispatchCase>& DispatchCases() {
       {"LargeRows", 1, CaseLargeRows},
       {"PeerDisagreesOnHidden", 2, CasePeerDisagreesOnHidden},
       {"BadArguments", 1, CaseBadArguments},
+      {"IntegrityOnChangesNothing", 1, CaseIntegrityOnChangesNothing},
+      {"Fp8MovesHalfTheBytes", 1, CaseFp8MovesHalfTheBytes},
+      {"EagerSizeAdapts", 1, CaseEagerSizeAdapts},
   };
   return cases;
 }
@@ -469,12 +641,12 @@ TEST(DispatchDeadlineTest, MissingRankIsNamed) {
                                         s.topk, s.placement, ReplicaPolicy::kBalance, me);
     ASSERT_TRUE(layout.ok());
     const auto start = TransportClock::now();
-    Status status = dispatcher.Dispatch(t, *layout, s.x[me].data(), 7, kBF16,
+    Status status = dispatcher.Dispatch(t, 4, *layout, s.x[me].data(), 7, kBF16,
                                         Deadline::After(milliseconds(100)), &received);
     const auto waited = TransportClock::now() - start;
     EXPECT_EQ(status.code(), StatusCode::kDeadlineExceeded) << status.ToString();
     EXPECT_TRUE(HasText(status, "waiting for rank 3")) << status.ToString();
-    EXPECT_TRUE(HasText(status, "dispatch counts")) << status.ToString();
+    EXPECT_TRUE(HasText(status, "dispatch layer 4")) << status.ToString();
     EXPECT_LT(waited, std::chrono::seconds(2));
   });
 
@@ -486,7 +658,7 @@ TEST(DispatchDeadlineTest, MissingRankIsNamed) {
                                         s.topk, s.placement, ReplicaPolicy::kBalance, me);
     ASSERT_TRUE(layout.ok());
     ASSERT_TRUE(
-        st.dispatcher.Dispatch(t, *layout, s.x[me].data(), 7, kF32, OpDeadline(), &st.received)
+        st.dispatcher.Dispatch(t, 2, *layout, s.x[me].data(), 7, kF32, OpDeadline(), &st.received)
             .ok());
     if (me == 2) return;  // never combines
     RunLocalExperts(s, me, st.received, st.entry_out, st.row_out);
@@ -495,7 +667,7 @@ TEST(DispatchDeadlineTest, MissingRankIsNamed) {
                                           Deadline::After(milliseconds(100)), st.out.data());
     EXPECT_EQ(status.code(), StatusCode::kDeadlineExceeded) << status.ToString();
     EXPECT_TRUE(HasText(status, "waiting for rank 2")) << status.ToString();
-    EXPECT_TRUE(HasText(status, "combine")) << status.ToString();
+    EXPECT_TRUE(HasText(status, "combine layer 2")) << status.ToString();
   });
 }
 

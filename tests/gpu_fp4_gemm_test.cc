@@ -149,7 +149,7 @@ void RunProblem(cuda::Fp4GemmContext& ctx, const Problem& p, uint32_t seed) {
 
 const cpu::Fp4Format kFormats[] = {cpu::Fp4Format::kNvFp4, cpu::Fp4Format::kMxFp4};
 
-TEST(GpuFp4GemmTest, DecodeGroups) {  // 1..16 tokens per expert: the GEMV kernel
+TEST(GpuFp4GemmTest, DecodeGroups) {  // 1..16 tokens per expert: the decode tiles
   SY_SKIP_WITHOUT_GPU();
   auto ctx = MakeContext();
   ASSERT_TRUE(ctx);
@@ -157,6 +157,28 @@ TEST(GpuFp4GemmTest, DecodeGroups) {  // 1..16 tokens per expert: the GEMV kerne
     for (auto out : {cuda::ElemType::kF32, cuda::ElemType::kBf16}) {
       RunProblem(*ctx, {f, 96, 1024, {1, 4, 16, 0, 7, 16, 2}, out}, 11);
     }
+  }
+}
+
+// 1..8 and 9..16 tokens (two kernel shapes), partial 64-row tiles, K past whole 256-column
+// stages; K = 1000 leaves NVFP4 code rows only 8-byte aligned (504 bytes) and scale rows odd (63).
+TEST(GpuFp4GemmTest, DecodeTileEdges) {
+  SY_SKIP_WITHOUT_GPU();
+  auto ctx = MakeContext();
+  ASSERT_TRUE(ctx);
+  for (auto f : kFormats) {
+    RunProblem(*ctx, {f, 136, 2080, {8, 9, 5, 12, 1, 0, 15}, cuda::ElemType::kF32}, 21);
+    RunProblem(*ctx, {f, 130, 1000, {3, 16, 10}, cuda::ElemType::kBf16}, 22);
+  }
+}
+
+TEST(GpuFp4GemmTest, PrefillTileEdges) {  // several 128-token tiles, K not a multiple of 128
+  SY_SKIP_WITHOUT_GPU();
+  auto ctx = MakeContext();
+  ASSERT_TRUE(ctx);
+  for (auto f : kFormats) {
+    RunProblem(*ctx, {f, 144, 352, {300, 0, 129, 17, 4}, cuda::ElemType::kF32}, 23);
+    RunProblem(*ctx, {f, 72, 1056, {140}, cuda::ElemType::kBf16}, 24);
   }
 }
 

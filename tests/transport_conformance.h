@@ -154,12 +154,21 @@ inline void CaseCountsThenData(Transport& t) {
 inline void CaseBarrier(Transport& t) {
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(t.Barrier(OpDeadline()).ok());
   if (t.world_size() < 2) return;
-  // Nobody leaves the barrier before the last rank has entered it.
+  // Nobody leaves the barrier before the last rank has entered it. The last rank hears from every
+  // other rank (after that rank started its clock) before it sleeps, so a rank descheduled on a
+  // busy machine cannot start its clock after the last rank entered.
   const int last = t.world_size() - 1;
   const auto start = TransportClock::now();
-  if (t.rank() == last) std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  const std::byte ready[1] = {std::byte{1}};
+  if (t.rank() == last) {
+    std::byte got[1];
+    for (int peer = 0; peer < last; ++peer) ASSERT_TRUE(t.Recv(peer, 11, got, OpDeadline()).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  } else {
+    ASSERT_TRUE(t.Send(last, 11, ready, OpDeadline()).ok());
+  }
   ASSERT_TRUE(t.Barrier(OpDeadline()).ok());
-  EXPECT_GE(TransportClock::now() - start, std::chrono::milliseconds(140)) << "rank " << t.rank();
+  EXPECT_GE(TransportClock::now() - start, std::chrono::milliseconds(150)) << "rank " << t.rank();
 }
 
 inline void CaseSendRecvTags(Transport& t) {

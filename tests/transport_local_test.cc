@@ -129,8 +129,17 @@ TEST(TransportFactoryTest, KindsAndUnbuiltBackends) {
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(HasText(bad.status(), "'tcp'"));
   EXPECT_TRUE(TransportBuilt(TransportKind::kLocal));
+  // A plain process (no launcher, no SWITCHYARD_* identity) is a one-rank UCX world.
   auto ucx = CreateTransport(TransportKind::kUcx);
-  EXPECT_EQ(ucx.status().code(), StatusCode::kUnimplemented);
+  if (TransportBuilt(TransportKind::kUcx)) {
+    ASSERT_TRUE(ucx.ok()) << ucx.status().ToString();
+    EXPECT_EQ((*ucx)->world_size(), 1);
+    EXPECT_EQ((*ucx)->name(), "ucx");
+    ucx = UnimplementedError("released");
+  } else {
+    EXPECT_EQ(ucx.status().code(), StatusCode::kUnimplemented);
+    EXPECT_TRUE(HasText(ucx.status(), "SWITCHYARD_ENABLE_UCX")) << ucx.status().ToString();
+  }
   EXPECT_FALSE(MakeLocalWorld(0).ok());
   EXPECT_TRUE(ShutdownTransports().ok());
 }

@@ -4,7 +4,7 @@
 // One step of an MoE layer, on every rank of the world (collective, same order everywhere):
 //
 //   DispatchLayout layout = ComputeDispatchLayout(...);            // this rank's tokens
-//   dispatcher.Dispatch(t, layout, hidden, hidden_size, dtype, deadline, &received);
+//   dispatcher.Dispatch(t, layer, layout, hidden, hidden_size, dtype, deadline, &received);
 //   for each local expert e:                                       // the caller (expert runner)
 //     run e on received.row(received.entry_row[j]) for j in received.ExpertEntries(e),
 //     writing its output for entry j to entry_out[j * hidden_size]
@@ -15,11 +15,28 @@
 // caller runs the experts. The receiver applies the routing weights (SumEntriesPerRow, or its own
 // code), so exactly one row per (token, destination rank) travels back, as in DeepEP.
 //
-// Wire format (internal; every rank runs the same code): per peer, one 32-byte header
-// {rows, entries, hidden, dtype} (first AllToAllV), then one message (second AllToAllV) holding the
-// rows in the transit dtype, each row's entry count (int32), the entries' local expert (int32)
-// and weight (float), each section padded to 4 bytes. Combine is one AllToAllV whose counts are
-// the dispatch's, reversed.
+// Wire format (internal; every rank runs the same code). A rank never sends to itself: the rows it
+// routes to itself go from the hidden states straight to its ReceivedTokens (and back in Combine)
+// through the same rounding as transit, so results do not depend on placement. To every other
+// rank it sends one message: a 64-byte header {rows, entries, hidden, dtype | integrity << 8,
+// body bytes, the sender's largest body to any peer, layer, header checksum}, then the body: the
+// rows in the transit format (dispatch_codec.h), per row the sender's token index and entry count
+// (int32 each), the entries' local expert (int32) and weight (float), and in integrity mode one
+// 64-bit checksum per row. The header travels in the same exchange as the payload: the first
+// AllToAllV moves a fixed-size "eager" prefix of every message (the same size E on every rank),
+// and only when some message is longer (every rank learns the largest body from the headers, so
+// all agree) a second AllToAllV moves the remainders. E follows the largest message of the last
+// call (1.25x headroom, 1 KiB granularity, at most 64 KiB; 4 KiB at first), so steady decode
+// traffic takes one exchange; large prefill traffic takes two, the first at most 64 KiB per peer.
+// Combine is one AllToAllV (rows, plus a checksum per row in integrity mode) whose sizes both
+// sides know from the dispatch.
+//
+// Integrity mode (DispatcherOptions::integrity, SWITCHYARD_INTEGRITY=1): the sender checksums
+// every row it sends (dispatch: the transit bytes, the token index, the entries and the layer;
+// combine: the transit bytes, the layer and the token), the receiver recomputes and fails with
+// DataLoss naming the first mismatch (direction, layer, source rank, destination rank, the
+// token's index on the rank that dispatched it), in (source rank, row) order. Headers are
+// checksummed too. Costs one 64-bit hash pass over the bytes on each side and 8 bytes per row.
 //
 // Determinism: for a given layout and inputs, every result is bitwise reproducible and independent
 // of the backend and of message timing. Combine writes
@@ -30,12 +47,15 @@
 //
 // Errors: every call takes a Deadline and returns Status. Transport errors (DeadlineExceeded /
 // Unavailable naming the peers, InvalidArgument naming a peer whose counts disagree) pass through
-// with the phase prepended ("dispatch counts: ...", "dispatch payload: ...", "combine: ...").
+// with the phase and layer prepended ("dispatch layer 3: ...", "dispatch layer 3 (remainder):
+// ...", "combine layer 3: ...").
 // Arguments wrong on this rank are reported as InvalidArgument before anything is sent (the peers
 // then fail with DeadlineExceeded naming this rank). A peer that disagrees on hidden size or
-// transit dtype, or sends malformed entries, is InvalidArgument / DataLoss naming that peer; this
-// rank has then taken part in both collectives, so the world stays in step. After an error, treat
-// the step as failed on every rank (see transport.h, "After an error").
+// transit dtype or layer, or sends malformed entries, is InvalidArgument / DataLoss naming that
+// peer; this rank has then taken part in every exchange, so the world stays in step. After an
+// error, treat the step as failed on every rank (see transport.h, "After an error"); a rank whose
+// call failed also forgets the eager size, so if a late peer's call succeeded, the next call may
+// fail with a count mismatch too before both line up again.
 #pragma once
 
 #include <cstdint>
@@ -49,13 +69,46 @@
 namespace switchyard {
 
 // Element type of rows in transit. Rows are FP32 on both ends; BF16 rounds each element once
-// (round to nearest even) when it is sent and widens it exactly when it is received.
-enum class PayloadDtype : int32_t { kF32 = 0, kBF16 = 1 };
+// (round to nearest even) when it is sent and widens it exactly when it is received. FP8 (dispatch
+// only) is E4M3 with one FP32 scale per 128-element block of each row (scale = block amax / 448,
+// as DeepEP does); per element |error| <= 2^-4 |x| + 2^-18.8 amax_block, so <= (2^-4 + 2^-18)
+// amax_block (derivation in transport/dispatch_codec.h). Combine takes F32 or BF16.
+enum class PayloadDtype : int32_t { kF32 = 0, kBF16 = 1, kFP8 = 2 };
 
-// "f32", "bf16".
+// "f32", "bf16", "fp8".
 const char* PayloadDtypeName(PayloadDtype dtype);
-// Bytes per element in transit (4 or 2).
-int64_t PayloadDtypeSize(PayloadDtype dtype);
+// Bytes of one row of `hidden` elements in transit (4h, 2h, or FP8's h rounded up to 4 plus 4
+// per 128-element block).
+int64_t PayloadRowBytes(PayloadDtype dtype, int64_t hidden);
+
+// Byte offset of row `row` of a dispatch message from its start (after the header), as the
+// transport sees it: for fault-injection tests that corrupt a chosen row in flight. In a combine
+// message, row i starts at i * PayloadRowBytes(dtype, hidden).
+int64_t DispatchWireRowOffset(PayloadDtype dtype, int64_t hidden, int64_t row);
+
+// Bytes of the dispatch message this rank (layout's rank `me`) sends to rank `peer` (header and
+// body, without eager padding; 0 for peer == me: nothing is sent to itself), and of the combine
+// message rank `peer` sends back for those rows. For benchmarks that replay the same bytes.
+int64_t DispatchMessageBytes(const DispatchLayout& layout, int me, int peer, int64_t hidden,
+                             PayloadDtype dtype, bool integrity);
+int64_t CombineMessageBytes(int64_t rows, int64_t hidden, PayloadDtype dtype, bool integrity);
+
+struct DispatcherOptions {
+  // Checksum every row in transit and verify it on receipt (see "Integrity mode" above).
+  bool integrity = false;
+  // Defaults, with SWITCHYARD_INTEGRITY=1|0 (also true|false, on|off) applied when set.
+  // Errors: InvalidArgument naming the variable and its value.
+  static StatusOr<DispatcherOptions> FromEnv();
+};
+
+// What the last Dispatch / Combine handed to the transport for other ranks (bytes sent to itself
+// are not counted: none are sent). For benchmarks and tests.
+struct DispatchTraffic {
+  int64_t dispatch_payload_bytes = 0;    // headers + bodies, without eager padding
+  int64_t dispatch_transport_bytes = 0;  // what the AllToAllV calls were given (with padding)
+  int dispatch_exchanges = 0;            // 1 or 2 AllToAllV calls
+  int64_t combine_transport_bytes = 0;
+};
 
 // What a rank received in one Dispatch: the receiver's view.
 struct ReceivedTokens {
@@ -63,10 +116,11 @@ struct ReceivedTokens {
   int64_t hidden = 0;
   int32_t num_local_experts = 0;
   // Received rows, grouped by source rank ascending (in the order each source sent them: by token
-  // index). FP32 (BF16 transit already widened). [num_rows() * hidden].
+  // index). FP32 (BF16/FP8 transit already widened). [num_rows() * hidden].
   std::vector<float> rows;
-  std::vector<int64_t> source_prefix;  // [world_size + 1]: rows of source p are
-                                       // [source_prefix[p], source_prefix[p + 1])
+  std::vector<int64_t> row_source_token;  // [num_rows()] the token's index on its source rank
+  std::vector<int64_t> source_prefix;     // [world_size + 1]: rows of source p are
+                                          // [source_prefix[p], source_prefix[p + 1])
   // Entries (one per (token, k) that feeds a local expert here), grouped by row, each row's in
   // the source's top-k order: entries of row i are [entry_prefix[i], entry_prefix[i + 1]).
   std::vector<int64_t> entry_prefix;        // [num_rows() + 1]
@@ -101,6 +155,7 @@ void SumEntriesPerRow(const ReceivedTokens& received, const float* entry_out, fl
 class Dispatcher {
  public:
   Dispatcher() = default;
+  explicit Dispatcher(DispatcherOptions options) : options_(options) {}
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
   Dispatcher(Dispatcher&&) = default;
@@ -109,20 +164,23 @@ class Dispatcher {
   // Collective. Sends row `row` of `layout` (token layout.row_token_idx[row] of `hidden_states`,
   // converted to `dtype`) and its (local expert, weight) entries to its destination rank, and
   // fills `received` (its vectors are resized, reusing their capacity) with what every rank sent
-  // here. Two AllToAllV calls: the per-peer header (row and entry counts, hidden, dtype), then
-  // the payload.
+  // here. One AllToAllV, or two for messages longer than the eager size (see the wire format).
+  // layer: >= 0, the MoE layer (the same on every rank; named in integrity reports and checked
+  //   against the peers').
   // layout: computed on this rank (ComputeDispatchLayout with my rank) for a placement of
   //   t.world_size() ranks; it need not outlive the call (the dispatcher copies what Combine
   //   needs).
   // hidden_states: [layout.num_tokens, hidden] FP32 (may be null when num_tokens == 0).
   // hidden: > 0, the same on every rank; dtype: the same on every rank.
   // Ranks with zero tokens still call (they send empty messages and may receive rows).
-  // Errors: InvalidArgument (layout of another world size, hidden <= 0, null hidden states; a peer
-  // with another hidden size or dtype, naming it), DataLoss (malformed entries from a peer, naming
-  // it), and the transport's errors. On error `received` is unspecified and Combine refuses to run
-  // until the next successful Dispatch.
-  Status Dispatch(Transport& t, const DispatchLayout& layout, const float* hidden_states,
-                  int64_t hidden, PayloadDtype dtype, Deadline deadline, ReceivedTokens* received);
+  // Errors: InvalidArgument (layout of another world size, hidden <= 0, negative layer, null hidden
+  // states, 2^31 tokens or more; a peer with another hidden size, dtype, layer or integrity
+  // setting, naming it), DataLoss (malformed header or entries from a peer, or in integrity mode a
+  // checksum mismatch, naming it), and the transport's errors. On error `received` is unspecified
+  // and Combine refuses to run until the next successful Dispatch.
+  Status Dispatch(Transport& t, int64_t layer, const DispatchLayout& layout,
+                  const float* hidden_states, int64_t hidden, PayloadDtype dtype, Deadline deadline,
+                  ReceivedTokens* received);
 
   // Collective; the inverse of the last successful Dispatch on this object. Sends received row i's
   // combined output row_out[i] (converted to `dtype`, which may differ from the dispatch dtype but
@@ -133,15 +191,31 @@ class Dispatcher {
   // out: [layout.num_tokens, hidden] (may be null when num_tokens == 0); it may alias
   // the dispatched hidden states, not row_out. Each call is one collective; calling it twice for
   // one Dispatch repeats the exchange (every rank must do the same).
-  // Errors: FailedPrecondition (no successful Dispatch yet), InvalidArgument (null buffers), and
-  // the transport's errors (a peer that combined with another dtype shows as a count mismatch
-  // naming it). On error `out` is unspecified.
+  // Errors: FailedPrecondition (no successful Dispatch yet), InvalidArgument (null buffers, FP8),
+  // DataLoss (integrity mode: a checksum mismatch, naming the layer, ranks and token), and the
+  // transport's errors (a peer that combined with another dtype shows as a count mismatch naming
+  // it). On error `out` is unspecified.
   Status Combine(Transport& t, const float* row_out, PayloadDtype dtype, Deadline deadline,
                  float* out);
 
+  const DispatcherOptions& options() const { return options_; }
+  // Bytes handed to the transport by the last Dispatch and Combine (zeros before the first).
+  const DispatchTraffic& last_traffic() const { return traffic_; }
+
  private:
+  Status Exchange(Transport& t, int64_t layer, const DispatchLayout& layout, const float* x,
+                  int64_t hidden, PayloadDtype dtype, Deadline deadline);
+  Status Unpack(int me, const DispatchLayout& layout, const float* x, int64_t hidden,
+                PayloadDtype dtype, ReceivedTokens* received);
+  Status VerifyDispatchRows(int me, int64_t layer);
+
+  DispatcherOptions options_;
+  DispatchTraffic traffic_;
+  static constexpr int64_t kInitialEagerBytes = 4096;
+  int64_t eager_bytes_ = kInitialEagerBytes;  // E: per-peer size of the first exchange (agreed)
   // Bookkeeping of the last successful Dispatch.
   bool ready_ = false;
+  int64_t layer_ = 0;
   int32_t world_ = 0;
   int64_t hidden_ = 0;
   int64_t num_tokens_ = 0;
@@ -149,10 +223,13 @@ class Dispatcher {
   std::vector<int64_t> sent_rank_prefix_;  // [world + 1] rows sent to each rank (layout order)
   std::vector<int64_t> sent_row_token_;    // [sent rows] source token of each sent row
   std::vector<int64_t> recv_rank_prefix_;  // [world + 1] rows received from each rank
+  std::vector<int64_t> recv_row_token_;    // [received rows] token index on the source rank
+  // Per peer, from the received headers: {rows, entries, hidden, dtype word, body, max body,
+  // layer}.
+  std::vector<int64_t> peer_header_;
   // Reusable buffers.
-  std::vector<int64_t> header_send_, header_recv_;
   std::vector<int64_t> send_counts_, send_offsets_, recv_counts_, recv_offsets_;
-  std::vector<int64_t> header_counts_, header_offsets_;
+  std::vector<int64_t> send_slot_, recv_slot_;  // per peer: message start in send_buf_ / recv_buf_
   std::vector<std::byte> send_buf_, recv_buf_;
 };
 

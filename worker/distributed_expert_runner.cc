@@ -1,6 +1,7 @@
 #include "worker/distributed_expert_runner.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 namespace switchyard {
@@ -14,6 +15,15 @@ DistributedExpertRunner::DistributedExpertRunner(const ModelConfig& config,
       transport_(transport),
       placement_(std::move(placement)),
       options_(options) {
+  if (std::getenv("SWITCHYARD_INTEGRITY") != nullptr) {
+    StatusOr<DispatcherOptions> env = DispatcherOptions::FromEnv();
+    if (env.ok()) {
+      options_.dispatcher.integrity = env->integrity;
+    } else {
+      env_status_ = env.status();
+    }
+  }
+  dispatcher_ = Dispatcher(options_.dispatcher);
   const int32_t rank = transport_->rank();
   slot_expert_.resize(placement_.size());
   for (size_t l = 0; l < placement_.size(); ++l) {
@@ -29,6 +39,7 @@ DistributedExpertRunner::DistributedExpertRunner(const ModelConfig& config,
 }
 
 Status DistributedExpertRunner::Validate() const {
+  RETURN_IF_ERROR(env_status_);
   if (static_cast<int64_t>(placement_.size()) != config_.num_layers) {
     return InvalidArgumentError("placement has " + std::to_string(placement_.size()) +
                                 " layers, the model " + std::to_string(config_.num_layers));
@@ -63,8 +74,9 @@ Status DistributedExpertRunner::Run(int64_t layer, const float* hidden, int64_t 
                    ComputeDispatchLayout(topk_idx, topk_weights, num_tokens,
                                          static_cast<int32_t>(config_.num_topk), placement_[layer],
                                          options_.replica_policy, transport_->rank()));
-  RETURN_IF_ERROR(dispatcher_.Dispatch(*transport_, layout, hidden, h, options_.dispatch_dtype,
-                                       Deadline::After(options_.timeout), &received_));
+  RETURN_IF_ERROR(dispatcher_.Dispatch(*transport_, layer, layout, hidden, h,
+                                       options_.dispatch_dtype, Deadline::After(options_.timeout),
+                                       &received_));
   // Local experts on the received rows: gather each slot's entries, run, scatter per entry.
   entry_out_.resize(received_.num_entries() * h);
   const auto& slots = slot_expert_[layer];

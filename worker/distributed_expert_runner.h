@@ -21,7 +21,10 @@ namespace switchyard {
 struct DistributedExpertOptions {
   ReplicaPolicy replica_policy = ReplicaPolicy::kPreferLocal;
   PayloadDtype dispatch_dtype = PayloadDtype::kF32;
-  PayloadDtype combine_dtype = PayloadDtype::kF32;
+  PayloadDtype combine_dtype = PayloadDtype::kF32;  // f32 or bf16 (fp8 is dispatch-only)
+  // Integrity mode etc. SWITCHYARD_INTEGRITY=1|0, when set, overrides `integrity` (a bad value is
+  // reported by Validate()).
+  DispatcherOptions dispatcher;
   // Each dispatch and each combine must finish within this; a peer that does not is reported
   // (DeadlineExceeded naming it) instead of hanging.
   std::chrono::milliseconds timeout{30000};
@@ -37,7 +40,7 @@ class DistributedExpertRunner : public ExpertRunner {
                           DistributedExpertOptions options = {});
 
   // Checks that the placement fits the model and that every expert placed on this rank is
-  // loaded; errors name the layer and expert.
+  // loaded; errors name the layer and expert (or the bad SWITCHYARD_INTEGRITY value).
   Status Validate() const;
 
   Status Run(int64_t layer, const float* hidden, int64_t num_tokens, const int32_t* topk_idx,
@@ -53,6 +56,7 @@ class DistributedExpertRunner : public ExpertRunner {
   std::vector<ExpertPlacement> placement_;
   DistributedExpertOptions options_;
   std::vector<std::vector<int32_t>> slot_expert_;  // [layer][local slot] -> logical expert
+  Status env_status_;                              // SWITCHYARD_INTEGRITY parse result
   Dispatcher dispatcher_;
   ReceivedTokens received_;
   std::vector<float> gathered_, results_, scratch_, entry_out_, row_out_;

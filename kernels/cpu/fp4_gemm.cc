@@ -4,16 +4,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
-#include "kernels/cpu/cpu_kernels.h"
+#include "common/logging.h"
+#include "kernels/cpu/fp4_internal.h"
 #include "kernels/fp4_format.h"
 
 namespace switchyard::cpu {
+namespace fp4_internal {
 namespace {
-
-// 2·e2m1 for each code: exact small integers, so a block's dot is scaled by scale/2 once.
-constexpr int8_t kTwiceE2m1[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 // Scale byte -> float for both scale types (decoded once; the GEMM looks them up per block).
 struct ScaleTables {
@@ -28,12 +28,6 @@ struct ScaleTables {
 const ScaleTables& Tables() {
   static const ScaleTables tables;
   return tables;
-}
-
-// The per-block multiplier of 2·e2m1 (half the block's dequantization scale).
-inline float BlockFactor(const Fp4Weight& w, uint8_t scale) {
-  return w.format == Fp4Format::kNvFp4 ? 0.5f * Tables().e4m3[scale] * w.global_scale
-                                       : 0.5f * Tables().e8m0[scale];
 }
 
 // Decodes 16 codes (8 packed bytes) into two vectors of 2·e2m1 as floats.
@@ -56,20 +50,14 @@ __attribute__((target("avx2,fma"))) inline float HSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Rows [r0, r1) of y for MR rows of x. Full blocks vectorised; the tail block (cols not a
-// multiple of the block) uses a zero-padded copy of x.
+// FP32 activations, few tokens: rows [r0, r1) of y for MR rows of x (padded to padded_cols with
+// zeros, so every block is whole). Codes are decoded in registers once per MR tokens.
 template <int MR>
-__attribute__((target("avx2,fma"))) void RowsAvx2(const float* x, int64_t ldx, const Fp4Weight& w,
-                                                  int64_t r0, int64_t r1, float* y, int64_t ldy) {
+__attribute__((target("avx2,fma"))) void F32RowsAvx2(const float* x, int64_t ldx,
+                                                     const Fp4Weight& w, int64_t r0, int64_t r1,
+                                                     float* y, int64_t ldy) {
   const int block = Fp4BlockSize(w.format);
-  const int64_t nblocks = w.padded_cols / block, full = w.cols / block;
-  const int64_t row_bytes = w.padded_cols / 2;
-  alignas(32) float tail[MR][32];
-  const int64_t tail_len = w.cols - full * block;
-  for (int i = 0; i < MR; ++i) {
-    std::fill(tail[i], tail[i] + 32, 0.0f);
-    if (tail_len > 0) std::memcpy(tail[i], x + i * ldx + full * block, tail_len * sizeof(float));
-  }
+  const int64_t nblocks = w.padded_cols / block, row_bytes = w.padded_cols / 2;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* packed = w.packed.data() + r * row_bytes;
     const uint8_t* scales = w.scales.data() + r * nblocks;
@@ -83,7 +71,7 @@ __attribute__((target("avx2,fma"))) void RowsAvx2(const float* x, int64_t ldx, c
         w0 = _mm256_mul_ps(w0, factor);
         w1 = _mm256_mul_ps(w1, factor);
         for (int i = 0; i < MR; ++i) {
-          const float* xs = b < full ? x + i * ldx + b * block + half : tail[i] + half;
+          const float* xs = x + i * ldx + b * block + half;
           acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(xs), w0, acc[i]);
           acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(xs + 8), w1, acc[i]);
         }
@@ -93,8 +81,8 @@ __attribute__((target("avx2,fma"))) void RowsAvx2(const float* x, int64_t ldx, c
   }
 }
 
-void RowsScalar(const float* x, int64_t ldx, int64_t m, const Fp4Weight& w, int64_t r0, int64_t r1,
-                float* y, int64_t ldy) {
+void F32RowsScalar(const float* x, int64_t ldx, int64_t m, const Fp4Weight& w, int64_t r0,
+                   int64_t r1, float* y, int64_t ldy) {
   const int block = Fp4BlockSize(w.format);
   const int64_t nblocks = w.padded_cols / block, row_bytes = w.padded_cols / 2;
   for (int64_t r = r0; r < r1; ++r) {
@@ -103,7 +91,7 @@ void RowsScalar(const float* x, int64_t ldx, int64_t m, const Fp4Weight& w, int6
       for (int64_t b = 0; b < nblocks; ++b) {
         const float factor = BlockFactor(w, w.scales[r * nblocks + b]);
         float part = 0.0f;
-        for (int j = 0; j < block && b * block + j < w.cols; ++j) {
+        for (int j = 0; j < block; ++j) {
           const int64_t c = b * block + j;
           part += x[i * ldx + c] * kTwiceE2m1[fp4::UnpackE2m1(w.packed.data() + r * row_bytes, c)];
         }
@@ -114,38 +102,61 @@ void RowsScalar(const float* x, int64_t ldx, int64_t m, const Fp4Weight& w, int6
   }
 }
 
-// Block b of a row into dst[b * block ...] as FP32.
-__attribute__((target("avx2,fma"))) void DequantizeBlockAvx2(const Fp4Weight& w,
-                                                             const uint8_t* packed, uint8_t scale,
-                                                             int64_t b, float* dst) {
-  const int block = Fp4BlockSize(w.format);
-  const __m256 factor = _mm256_set1_ps(BlockFactor(w, scale));
-  for (int half = 0; half < block; half += 16) {
-    __m256 w0, w1;
-    Decode16(packed + (b * block + half) / 2, &w0, &w1);
-    _mm256_storeu_ps(dst + b * block + half, _mm256_mul_ps(w0, factor));
-    _mm256_storeu_ps(dst + b * block + half + 8, _mm256_mul_ps(w1, factor));
-  }
-}
-
+// SWITCHYARD_FP4_PORTABLE=1 forces the portable kernels (tests run them on AVX2 machines too).
 bool DetectAvx2() {
+  const char* portable = std::getenv("SWITCHYARD_FP4_PORTABLE");
+  if (portable != nullptr && std::string(portable) == "1") return false;
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-void Rows(const float* x, int64_t m, const Fp4Weight& w, int64_t r0, int64_t r1, float* y) {
+}  // namespace
+
+bool HasAvx2() {
   static const bool avx2 = DetectAvx2();
-  const int64_t ld = w.cols, ldy = w.rows;
-  if (!avx2) {
-    RowsScalar(x, ld, m, w, r0, r1, y, ldy);
+  return avx2;
+}
+
+float BlockFactor(const Fp4Weight& w, uint8_t scale) {
+  return w.format == Fp4Format::kNvFp4 ? 0.5f * Tables().e4m3[scale] * w.global_scale
+                                       : 0.5f * Tables().e8m0[scale];
+}
+
+void F32Rows(const float* x, int64_t ldx, int64_t m, const Fp4Weight& w, int64_t r0, int64_t r1,
+             float* y, int64_t ldy) {
+  if (!HasAvx2()) {
+    F32RowsScalar(x, ldx, m, w, r0, r1, y, ldy);
     return;
   }
   int64_t i = 0;
-  for (; i + 4 <= m; i += 4) RowsAvx2<4>(x + i * ld, ld, w, r0, r1, y + i * ldy, ldy);
-  for (; i < m; ++i) RowsAvx2<1>(x + i * ld, ld, w, r0, r1, y + i * ldy, ldy);
+  for (; i + 4 <= m; i += 4) F32RowsAvx2<4>(x + i * ldx, ldx, w, r0, r1, y + i * ldy, ldy);
+  for (; i < m; ++i) F32RowsAvx2<1>(x + i * ldx, ldx, w, r0, r1, y + i * ldy, ldy);
 }
 
-}  // namespace
+void ComputeRows(const PreparedActs& a, const Fp4Weight& w, int64_t r0, int64_t r1, float* y,
+                 int64_t ldy, std::vector<float>* scratch) {
+  if (a.panel) {
+    PanelRows(a.xf.data(), a.m, w, r0, r1, y, ldy, scratch);
+  } else if (a.act == Fp4Activations::kF32) {
+    F32Rows(a.xf.data(), a.padded_cols, a.m, w, r0, r1, y, ldy);
+  } else {
+    Int8Rows(a.q, w, r0, r1, y, ldy);
+  }
+}
+
+void ComputeRowsPair(const PreparedActs& a, const Fp4Weight& w0, const Fp4Weight& w1, int64_t r0,
+                     int64_t r1, float* y0, float* y1, int64_t ldy, std::vector<float>* scratch) {
+  if (a.panel) {
+    PanelRowsPair(a.xf.data(), a.m, w0, w1, r0, r1, y0, y1, ldy, scratch);
+  } else {
+    ComputeRows(a, w0, r0, r1, y0, ldy, scratch);
+    ComputeRows(a, w1, r0, r1, y1, ldy, scratch);
+  }
+}
+
+}  // namespace fp4_internal
+
+using fp4_internal::HasAvx2;
 
 const char* Fp4FormatName(Fp4Format format) {
   return format == Fp4Format::kNvFp4 ? "nvfp4" : "mxfp4";
@@ -155,10 +166,7 @@ int Fp4BlockSize(Fp4Format format) {
   return format == Fp4Format::kNvFp4 ? fp4::kNvFp4Block : fp4::kMxFp4Block;
 }
 
-bool Fp4MatMulUsesAvx2() {
-  static const bool avx2 = DetectAvx2();
-  return avx2;
-}
+bool Fp4MatMulUsesAvx2() { return HasAvx2(); }
 
 StatusOr<Fp4Weight> QuantizeFp4(const float* w, int64_t rows, int64_t cols, Fp4Format format,
                                 const std::string& name) {
@@ -218,81 +226,80 @@ std::vector<float> DequantizeFp4(const Fp4Weight& w) {
   return out;
 }
 
-namespace {
-
-constexpr int64_t kRowsPerItem = 16;
-// From this many tokens on, a panel of weight rows is dequantized once into FP32 and multiplied
-// with the FP32 kernel (decode cost amortised over the tokens); below it, codes are decoded in
-// registers for each token group.
-constexpr int64_t kPanelMinTokens = 16;
-
-void PanelRows(const float* x, int64_t m, const Fp4Weight& w, int64_t r0, int64_t r1, float* y,
-               std::vector<float>* panel, std::vector<float>* out) {
-  const int block = Fp4BlockSize(w.format);
-  const int64_t n = r1 - r0, nblocks = w.padded_cols / block;
-  panel->resize(n * w.padded_cols);
-  out->resize(m * n);
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* packed = w.packed.data() + r * w.padded_cols / 2;
-    const uint8_t* scales = w.scales.data() + r * nblocks;
-    float* dst = panel->data() + (r - r0) * w.cols;  // rows of exactly cols floats
-    const int64_t full = Fp4MatMulUsesAvx2() ? w.cols / block : 0;
-    for (int64_t b = 0; b < full; ++b) DequantizeBlockAvx2(w, packed, scales[b], b, dst);
-    for (int64_t b = full; b < nblocks; ++b) {
-      const float factor = BlockFactor(w, scales[b]);
-      for (int j = 0; j < block && b * block + j < w.cols; ++j) {
-        dst[b * block + j] = kTwiceE2m1[fp4::UnpackE2m1(packed, b * block + j)] * factor;
-      }
-    }
-  }
-  MatMulTransBSerial(x, m, w.cols, panel->data(), n, out->data());
-  for (int64_t i = 0; i < m; ++i) {
-    std::copy(out->begin() + i * n, out->begin() + (i + 1) * n, y + i * w.rows + r0);
-  }
+const char* Fp4ActivationsName(Fp4Activations act) {
+  return act == Fp4Activations::kInt8 ? "int8" : "f32";
 }
 
-}  // namespace
+StatusOr<Fp4Activations> ParseFp4Activations(const std::string& text) {
+  if (text == "int8") return Fp4Activations::kInt8;
+  if (text == "f32") return Fp4Activations::kF32;
+  return InvalidArgumentError("FP4 activation mode '" + text + "' is not int8 or f32");
+}
 
-void Fp4MatMulTransB(const float* x, int64_t m, const Fp4Weight& w, float* y) {
+Fp4Activations DefaultFp4Activations() {
+  static const Fp4Activations act = [] {
+    const char* env = std::getenv("SWITCHYARD_FP4_ACTIVATIONS");
+    Fp4Activations a = Fp4Activations::kInt8;
+    if (env != nullptr) {
+      auto parsed = ParseFp4Activations(env);
+      if (parsed.ok()) {
+        a = *parsed;
+      } else {
+        LOG_WARN("fp4", "SWITCHYARD_FP4_ACTIVATIONS: %s; using int8",
+                 parsed.status().message().c_str());
+      }
+    }
+    LOG_INFO("fp4", "FP4 expert GEMM: %s activations (SWITCHYARD_FP4_ACTIVATIONS=int8|f32), %s",
+             Fp4ActivationsName(a), HasAvx2() ? "AVX2/FMA" : "portable");
+    return a;
+  }();
+  return act;
+}
+
+void Fp4MatMulTransB(const float* x, int64_t m, const Fp4Weight& w, float* y, Fp4Activations act) {
   if (m == 0 || w.rows == 0) return;
-  const int64_t items = (w.rows + kRowsPerItem - 1) / kRowsPerItem;
-  if (m >= kPanelMinTokens) {
-#pragma omp parallel
-    {
-      std::vector<float> panel, out;
+  fp4_internal::PreparedActs a;
+  fp4_internal::ResizeActs(m, w, act, &a);
+  const bool panel = a.panel;
+  const int64_t rows_per_item = panel ? fp4_internal::kPanelRows : fp4_internal::kSmallRowsPerItem;
+  const int64_t items = (w.rows + rows_per_item - 1) / rows_per_item;
+  const bool parallel = m * w.rows * w.cols > (int64_t{1} << 16);
+#pragma omp parallel if (parallel)
+  {
 #pragma omp for schedule(static)
-      for (int64_t it = 0; it < items; ++it) {
-        PanelRows(x, m, w, it * kRowsPerItem, std::min(w.rows, (it + 1) * kRowsPerItem), y, &panel,
-                  &out);
-      }
+    for (int64_t t = 0; t < m; ++t) fp4_internal::PrepareTokens(x, w.cols, t, t + 1, w, &a);
+    std::vector<float> scratch;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      fp4_internal::ComputeRows(a, w, it * rows_per_item,
+                                std::min(w.rows, (it + 1) * rows_per_item), y, w.rows, &scratch);
     }
-    return;
-  }
-#pragma omp parallel for schedule(static) if (m * w.rows * w.cols > (int64_t{1} << 16))
-  for (int64_t it = 0; it < items; ++it) {
-    Rows(x, m, w, it * kRowsPerItem, std::min(w.rows, (it + 1) * kRowsPerItem), y);
   }
 }
 
-void Fp4MatMulTransBSerial(const float* x, int64_t m, const Fp4Weight& w, float* y) {
+void Fp4MatMulTransBSerial(const float* x, int64_t m, const Fp4Weight& w, float* y,
+                           Fp4Activations act) {
   if (m == 0 || w.rows == 0) return;
-  if (m >= kPanelMinTokens) {
-    std::vector<float> panel, out;
-    for (int64_t r0 = 0; r0 < w.rows; r0 += kRowsPerItem) {
-      PanelRows(x, m, w, r0, std::min(w.rows, r0 + kRowsPerItem), y, &panel, &out);
-    }
-    return;
+  fp4_internal::PreparedActs a;
+  fp4_internal::ResizeActs(m, w, act, &a);
+  fp4_internal::PrepareTokens(x, w.cols, 0, m, w, &a);
+  std::vector<float> scratch;
+  const int64_t step = a.panel ? fp4_internal::kPanelRows : fp4_internal::kSmallRowsPerItem;
+  for (int64_t r0 = 0; r0 < w.rows; r0 += step) {
+    fp4_internal::ComputeRows(a, w, r0, std::min(w.rows, r0 + step), y, w.rows, &scratch);
   }
-  Rows(x, m, w, 0, w.rows, y);
 }
 
-void Fp4MatMulTransBReference(const float* x, int64_t m, const Fp4Weight& w, float* y) {
+void Fp4MatMulTransBReference(const float* x, int64_t m, const Fp4Weight& w, float* y,
+                              Fp4Activations act) {
   const std::vector<float> deq = DequantizeFp4(w);
+  std::vector<float> xe(x, x + m * w.cols);
+  if (act == Fp4Activations::kInt8) EmulateInt8Activations(x, m, w.cols, w.format, xe.data());
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t r = 0; r < w.rows; ++r) {
       double acc = 0;
       for (int64_t c = 0; c < w.cols; ++c) {
-        acc += static_cast<double>(x[i * w.cols + c]) * deq[r * w.cols + c];
+        acc += static_cast<double>(xe[i * w.cols + c]) * deq[r * w.cols + c];
       }
       y[i * w.rows + r] = static_cast<float>(acc);
     }

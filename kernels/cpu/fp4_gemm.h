@@ -1,5 +1,5 @@
-// FP4 weights on CPU: quantized weight matrices (NVFP4 or MXFP4) and y = x·Wᵀ with FP32
-// activations.
+// FP4 weights on CPU: quantized weight matrices (NVFP4 or MXFP4) and y = x·Wᵀ with int8 or
+// FP32 activations.
 //
 // Layout of an Fp4Weight [rows = out features, cols = in features]: each row is padded with zeros
 // to a whole number of blocks (padded_cols); packed [rows, padded_cols / 2] (two E2M1 codes per
@@ -7,10 +7,15 @@
 // (E4M3 for NVFP4, E8M0 for MXFP4), and for NVFP4 a per-tensor FP32 global scale. A weight element
 // is e2m1 · scale · global_scale (NVFP4) or e2m1 · 2^(scale-127) (MXFP4).
 //
-// The GEMM keeps activations in FP32 (no activation quantization), so its result equals the FP32
-// GEMM of the dequantized weights up to summation order. AVX2 path chosen at run time: E2M1 codes
-// go through one byte shuffle to small integers (2·e2m1 ∈ {0, ±1, ±2, ±3, ±4, ±6, ±8, ±12}),
-// converted to FP32 and FMA'd, with the block scale (and the 1/2) applied once per block.
+// Activations (Fp4Activations): kInt8 (the default) quantizes each token's activations per weight
+// block to int8 (scale = amax/127, round to nearest even) and takes exact integer dot products per
+// block (AVX2: vpshufb codes -> vpmaddubsw/vpmaddwd), one FP32 multiply-add per block with the two
+// scales; its result equals the FP32 GEMM of the dequantized weights with the emulated activations
+// (EmulateInt8Activations) up to summation order. kF32 keeps activations in FP32 (codes decoded in
+// registers, FP32 FMA). From kPanelMinTokens (fp4_internal.h) tokens on, both modes dequantize
+// weight panels to FP32 and run a register-blocked FP32 kernel on the (emulated) activations, so a
+// token's result does not depend on the mode's fast path beyond summation order.
+// AVX2/FMA paths are chosen at run time; a portable path remains for other CPUs.
 #pragma once
 
 #include <cstdint>
@@ -42,12 +47,31 @@ StatusOr<Fp4Weight> QuantizeFp4(const float* w, int64_t rows, int64_t cols, Fp4F
 // Dequantized FP32 copy [rows, cols].
 std::vector<float> DequantizeFp4(const Fp4Weight& w);
 
-// y[m, rows] = x[m, cols] · dequant(w)ᵀ. Parallel over output rows.
-void Fp4MatMulTransB(const float* x, int64_t m, const Fp4Weight& w, float* y);
-// Same on the calling thread.
-void Fp4MatMulTransBSerial(const float* x, int64_t m, const Fp4Weight& w, float* y);
-// Scalar reference: dequantize, then double-precision dots.
-void Fp4MatMulTransBReference(const float* x, int64_t m, const Fp4Weight& w, float* y);
+enum class Fp4Activations { kF32, kInt8 };
+const char* Fp4ActivationsName(Fp4Activations act);  // "f32" | "int8"
+// Parses "int8" | "f32"; anything else is InvalidArgument naming the text.
+StatusOr<Fp4Activations> ParseFp4Activations(const std::string& text);
+// The process-wide mode: SWITCHYARD_FP4_ACTIVATIONS (int8 | f32; default int8), read once on the
+// first call, which logs the choice at INFO (an unknown value logs a warning and keeps int8).
+// Thread-safe.
+Fp4Activations DefaultFp4Activations();
+
+// out[m, cols] = the int8-quantized activations as FP32 (q · scale per block of the format's
+// block size, blocks along cols), exactly what the int8 path multiplies. out may not alias x.
+void EmulateInt8Activations(const float* x, int64_t m, int64_t cols, Fp4Format format, float* out);
+
+// y[m, rows] = x[m, cols] · dequant(w)ᵀ (x row-major, stride cols; y stride rows). Parallel over
+// output rows (OpenMP team of the caller); blocking; results do not depend on the thread count.
+// Safe to call concurrently on distinct outputs.
+void Fp4MatMulTransB(const float* x, int64_t m, const Fp4Weight& w, float* y,
+                     Fp4Activations act = DefaultFp4Activations());
+// Same on the calling thread (bit-identical to the parallel form).
+void Fp4MatMulTransBSerial(const float* x, int64_t m, const Fp4Weight& w, float* y,
+                           Fp4Activations act = DefaultFp4Activations());
+// Scalar reference: dequantize (and emulate int8 activations for kInt8), then double-precision
+// dots.
+void Fp4MatMulTransBReference(const float* x, int64_t m, const Fp4Weight& w, float* y,
+                              Fp4Activations act);
 bool Fp4MatMulUsesAvx2();
 
 }  // namespace switchyard::cpu

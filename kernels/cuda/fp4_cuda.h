@@ -75,7 +75,7 @@ StatusOr<Fp4ExpertWeights> UploadFp4ExpertWeights(const std::vector<const cpu::F
 
 enum class Fp4GemmPath {
   kAuto,           // cuBLASLt on compute capability >= 10.0 when eligible, else kDequantBf16
-  kDequantBf16,    // any GPU: FP4 dequantized in registers, BF16 x BF16 -> FP32 (GEMV / WMMA)
+  kDequantBf16,    // sm_89+: FP4 decoded in registers, BF16 mma.sync -> FP32 (Hopper's path)
   kCublasLtNvFp4,  // Blackwell: activations quantized to NVFP4, cuBLASLt block-scaled matmul
 };
 const char* Fp4GemmPathName(Fp4GemmPath path);
@@ -109,9 +109,12 @@ struct Fp4GroupedGemmArgs {
 
 // y[offsets[e] + t, :] = x[offsets[e] + t, :] · dequant(W_e)ᵀ for every expert e, FP32
 // accumulation, the FP32 global scale applied after accumulation.
-//  - kDequantBf16: a GEMV kernel for experts with <= 16 tokens and a WMMA tensor-core kernel for
-//    larger groups; products of a BF16 activation and the exactly representable e2m1·block-scale
-//    are exact.
+//  - kDequantBf16: one tensor-core kernel (mma.sync m16n8k16 BF16, weights as rows, tokens as
+//    columns) in a decode shape (<= 16 tokens per expert: 64-row tiles, two warps per tile
+//    splitting K) and a prefill shape (128 x 128 tiles); codes, scales and activations staged by
+//    cp.async, codes decoded in registers to e2m1·block-scale·2^-8 (exact in BF16). Products with
+//    a BF16 activation are exact. Exact for every NVFP4 weight and for MXFP4 block scales in
+//    [2^-117, 2^8] (E8M0 bytes 10..135, far wider than real weights need).
 //  - kCublasLtNvFp4 (CC >= 10.0, NVFP4, K a multiple of 32, N of 16, y_dev 16-byte aligned,
 //    weights uploaded with swizzled scales): activations are quantized to NVFP4 on the device
 //    (global scale from their amax, as fp4::NvFp4GlobalScale), then one cuBLASLt matmul per

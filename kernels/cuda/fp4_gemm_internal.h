@@ -33,12 +33,13 @@ struct GemmChunk {
   int32_t max_small_tokens = 0;  // largest small group
 };
 
-inline constexpr int kGemvMaxTokens = 16;
+inline constexpr int kGemvMaxTokens = 16;  // largest group of the decode shapes
 
 // Splits validated host offsets into launch chunks.
 std::vector<GemmChunk> MakeChunks(const int64_t* offsets, int64_t num_experts);
 
-// kDequantBf16 for one chunk: enqueues the GEMV and/or WMMA kernels.
+// kDequantBf16 for one chunk: enqueues the decode (1..8, 9..16 tokens) and/or prefill shapes of
+// the tensor-core kernel (fp4_gemm_dequant.cu).
 Status LaunchDequantGemm(const Fp4GroupedGemmArgs& args, const GemmChunk& chunk, cudaStream_t s);
 
 // Per-device state behind Fp4GemmContext.

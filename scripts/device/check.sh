@@ -114,9 +114,10 @@ for line in open(sys.argv[1]):
     except ValueError:
         continue
     what = ("%.0f GB/s weights" % c["weight_gbs"]) if c["case"] == "decode" else ("%.1f TFLOP/s" % c["tflops"])
-    print("  %-7s [%5d x %5d] x %3d experts %3d tok  %-14s %9.3f ms  %s  ratio %.2f vs %s" % (
+    extra = (" (%.2f vs copy r+w)" % c["ratio_copy"]) if "ratio_copy" in c and c["case"] == "decode" else ""
+    print("  %-7s [%5d x %5d] x %3d experts %3d tok  %-14s %9.3f ms  %s  ratio %.2f vs %s %.0f%s" % (
         c["case"], c["n"], c["k"], c["experts"], c["tokens_per_expert"], c["path"], c["ms"], what,
-        c["ratio"], c["baseline"]))
+        c["ratio"], c["baseline"], c["baseline_value"], extra))
 PY
   fi
   [ "$rc" != 0 ] && status=1

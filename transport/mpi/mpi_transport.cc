@@ -49,6 +49,7 @@ class RequestSet {
     Status first_error;
     int remaining = n;
     int idle_polls = 0;
+    TransportClock::time_point idle_since{};
     while (remaining > 0) {
       int done = 0;
       int rc = MPI_Testsome(n, requests_.data(), &done, indices.data(), statuses.data());
@@ -77,12 +78,18 @@ class RequestSet {
         idle_polls = 0;
         continue;
       }
-      // Spin briefly for latency, then give the CPU away (ranks may share cores).
+      // Spin briefly for latency, then yield the CPU (ranks may share cores). Sleep only after
+      // 5 ms without a completion, and briefly: a rendezvous transfer advances only while this
+      // rank polls (its ACKs and fragments), so sleeping early stalls the peer too (a count-based
+      // 100 us sleep measured up to 6x slower than MPI_Alltoallv on 0.5 MB messages).
       ++idle_polls;
-      if (idle_polls > 20000) {
-        std::this_thread::sleep_for(std::chrono::microseconds(100));
-      } else if (idle_polls > 64) {
-        std::this_thread::yield();
+      if (idle_polls == 1) idle_since = TransportClock::now();
+      if (idle_polls > 64) {
+        if (TransportClock::now() - idle_since > std::chrono::milliseconds(5)) {
+          std::this_thread::sleep_for(std::chrono::microseconds(20));
+        } else {
+          std::this_thread::yield();
+        }
       }
     }
     return first_error;
@@ -370,12 +377,14 @@ Status MpiFinalizeOnce() {
   return MpiCodeToStatus(MPI_Finalize(), "MPI transport: MPI_Finalize");
 }
 
-StatusOr<std::unique_ptr<Transport>> CreateMpiTransport() {
-  RETURN_IF_ERROR(MpiInitOnce());
+namespace {
+
+// A transport whose collective and point-to-point communicators duplicate `base`.
+StatusOr<std::unique_ptr<Transport>> CreateMpiTransportOn(MPI_Comm base) {
   int rank = 0;
   int size = 0;
-  RETURN_IF_ERROR(MpiCodeToStatus(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank"));
-  RETURN_IF_ERROR(MpiCodeToStatus(MPI_Comm_size(MPI_COMM_WORLD, &size), "MPI_Comm_size"));
+  RETURN_IF_ERROR(MpiCodeToStatus(MPI_Comm_rank(base, &rank), "MPI_Comm_rank"));
+  RETURN_IF_ERROR(MpiCodeToStatus(MPI_Comm_size(base, &size), "MPI_Comm_size"));
   int* tag_ub = nullptr;
   int found = 0;
   RETURN_IF_ERROR(MpiCodeToStatus(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &tag_ub, &found),
@@ -387,8 +396,8 @@ StatusOr<std::unique_ptr<Transport>> CreateMpiTransport() {
   }
   MPI_Comm collective = MPI_COMM_NULL;
   MPI_Comm p2p = MPI_COMM_NULL;
-  RETURN_IF_ERROR(MpiCodeToStatus(MPI_Comm_dup(MPI_COMM_WORLD, &collective), "MPI_Comm_dup"));
-  Status dup = MpiCodeToStatus(MPI_Comm_dup(MPI_COMM_WORLD, &p2p), "MPI_Comm_dup");
+  RETURN_IF_ERROR(MpiCodeToStatus(MPI_Comm_dup(base, &collective), "MPI_Comm_dup"));
+  Status dup = MpiCodeToStatus(MPI_Comm_dup(base, &p2p), "MPI_Comm_dup");
   if (!dup.ok()) {
     MPI_Comm_free(&collective);
     return dup;
@@ -398,6 +407,65 @@ StatusOr<std::unique_ptr<Transport>> CreateMpiTransport() {
                                     "MPI_Comm_set_errhandler"));
   }
   return std::unique_ptr<Transport>(new MpiTransport(collective, p2p, rank, size, tag_limit));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Transport>> CreateMpiTransport() {
+  RETURN_IF_ERROR(MpiInitOnce());
+  return CreateMpiTransportOn(MPI_COMM_WORLD);
+}
+
+StatusOr<std::unique_ptr<Transport>> CreateMpiSubsetTransport(bool member) {
+  RETURN_IF_ERROR(MpiInitOnce());
+  int world_rank = 0;
+  RETURN_IF_ERROR(MpiCodeToStatus(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank), "MPI_Comm_rank"));
+  MPI_Comm sub = MPI_COMM_NULL;
+  RETURN_IF_ERROR(
+      MpiCodeToStatus(MPI_Comm_split(MPI_COMM_WORLD, member ? 0 : MPI_UNDEFINED, world_rank, &sub),
+                      "MPI_Comm_split"));
+  if (!member) return std::unique_ptr<Transport>();
+  auto transport = CreateMpiTransportOn(sub);
+  MPI_Comm_free(&sub);  // the transport keeps its duplicates
+  return transport;
+}
+
+Status MpiBroadcastText(std::string* text, int root, Deadline deadline) {
+  RETURN_IF_ERROR(MpiInitOnce());
+  char buf[4096] = {0};
+  int world_rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  if (world_rank == root) {
+    if (text->size() >= sizeof(buf)) {
+      return InvalidArgumentError("MpiBroadcastText: " + std::to_string(text->size()) +
+                                  " bytes, at most 4095");
+    }
+    std::memcpy(buf, text->data(), text->size());
+  }
+  MPI_Request request;
+  RETURN_IF_ERROR(MpiCodeToStatus(
+      MPI_Ibcast(buf, sizeof(buf), MPI_CHAR, root, MPI_COMM_WORLD, &request), "MPI_Ibcast"));
+  while (true) {
+    int done = 0;
+    RETURN_IF_ERROR(MpiCodeToStatus(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test"));
+    if (done) break;
+    if (deadline.Expired()) {
+      return DeadlineExceededError("broadcast from world rank " + std::to_string(root) +
+                                   " not received before the deadline (rank " +
+                                   std::to_string(world_rank) + ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  buf[sizeof(buf) - 1] = '\0';
+  *text = buf;
+  return OkStatus();
+}
+
+StatusOr<int> MpiWorldRank() {
+  RETURN_IF_ERROR(MpiInitOnce());
+  int world_rank = 0;
+  RETURN_IF_ERROR(MpiCodeToStatus(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank), "MPI_Comm_rank"));
+  return world_rank;
 }
 
 }  // namespace switchyard

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "common/status.h"
 #include "transport/transport.h"
@@ -29,5 +30,18 @@ Status MpiFinalizeOnce();
 // A transport over all ranks of MPI_COMM_WORLD; calls MpiInitOnce. Collective over the world (every
 // rank must call it). The object must be destroyed before MpiFinalizeOnce.
 StatusOr<std::unique_ptr<Transport>> CreateMpiTransport();
+
+// A transport over the MPI_COMM_WORLD ranks that pass `member` (e.g. every rank but a coordinator
+// at world rank 0, under `mpirun -np 1 coordinator : -np N worker`), renumbered in world order.
+// Collective over the whole world (MPI_Comm_split): non-members call it too and get null.
+StatusOr<std::unique_ptr<Transport>> CreateMpiSubsetTransport(bool member);
+
+// Sends `text` (at most 4095 bytes) from world rank `root` to every world rank (MPI_Ibcast polled
+// against `deadline`; collective over the world). Errors: InvalidArgument (too long),
+// DeadlineExceeded, Internal (MPI).
+Status MpiBroadcastText(std::string* text, int root, Deadline deadline);
+
+// This process's rank in MPI_COMM_WORLD (calls MpiInitOnce).
+StatusOr<int> MpiWorldRank();
 
 }  // namespace switchyard

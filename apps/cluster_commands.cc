@@ -1,0 +1,298 @@
+#include "apps/cluster_commands.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/npy.h"
+#include "coordinator/control/tcp_channel.h"
+#include "coordinator/coordinator.h"
+#include "model/batch_requests.h"
+#include "model/tokenizer.h"
+#include "transport/transport_factory.h"
+#include "worker/local_cluster.h"
+#include "worker/worker.h"
+
+namespace switchyard {
+namespace {
+
+int Fail(const Status& status) {
+  std::fprintf(stderr, "switchyard: error: %s\n", status.message().c_str());
+  return status.code() == StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+// Started by mpirun (Open MPI) or srun --mpi=pmix: MPI is not up yet, so the launcher's
+// environment tells.
+bool UnderMpiLauncher() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr;
+}
+
+// World size announced by the launcher (-1 if none).
+int LauncherWorldSize() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS"}) {
+    if (const char* v = std::getenv(name)) return std::atoi(v);
+  }
+  return -1;
+}
+
+// Local rank on this node, from the launcher (for logs and device choice; -1 if unknown).
+int LauncherLocalRank() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"}) {
+    if (const char* v = std::getenv(name)) return std::atoi(v);
+  }
+  return -1;
+}
+
+// Accepts `workers` TCP connections (process workers) and starts the coordinator on them.
+Status AcceptAndStart(TcpListener* listener, const RuntimeConfig& runtime, Coordinator* coord) {
+  const Deadline deadline =
+      Deadline::After(std::chrono::milliseconds(runtime.cluster.register_timeout_ms));
+  std::vector<std::unique_ptr<ControlChannel>> channels;
+  while (static_cast<int>(channels.size()) < runtime.cluster.workers) {
+    auto ch = listener->Accept(deadline);
+    if (!ch.ok()) {
+      return DeadlineExceededError(
+          std::to_string(channels.size()) + " of " + std::to_string(runtime.cluster.workers) +
+          " workers connected within cluster.register_timeout_ms: " + ch.status().message());
+    }
+    LOG_INFO("coordinator", "worker connected from %s", (*ch)->peer().c_str());
+    channels.push_back(std::move(*ch));
+  }
+  return coord->Start(std::move(channels));
+}
+
+// [requests, longest max_tokens, vocab], rows a request did not produce are NaN.
+Status WriteLogits(const std::string& path, const std::vector<GenerationRequest>& requests,
+                   const std::vector<GenerationResult>& results) {
+  int64_t steps = 0, vocab = 0;
+  for (const auto& r : requests) steps = std::max(steps, r.max_new_tokens);
+  for (const auto& g : results) {
+    if (!g.logits.empty()) vocab = static_cast<int64_t>(g.logits[0].size());
+  }
+  std::vector<float> data(results.size() * steps * vocab, std::nanf(""));
+  for (size_t r = 0; r < results.size(); ++r) {
+    for (size_t s = 0; s < results[r].logits.size(); ++s) {
+      std::copy(results[r].logits[s].begin(), results[r].logits[s].end(),
+                data.begin() + (r * steps + s) * vocab);
+    }
+  }
+  return WriteNpyFloat32(path, {static_cast<int64_t>(results.size()), steps, vocab}, data.data());
+}
+
+std::string ErrorLine(const BatchRequest& request, const std::string& error) {
+  return nlohmann::json{{"id", request.id}, {"error", error}}.dump();
+}
+
+}  // namespace
+
+int RunCoordinatorCommand(const RuntimeConfig& runtime, const ClusterCommandFlags& flags) {
+  if (!runtime.has_cluster) {
+    return Fail(InvalidArgumentError("--config: no 'cluster:' section (see configs/README.md)"));
+  }
+  if (flags.requests.empty())
+    return Fail(InvalidArgumentError("--requests FILE.jsonl is required"));
+  auto text = ReadFileToString(flags.requests);
+  if (!text.ok()) return Fail(text.status().WithContext("requests"));
+  const ClusterConfig& cluster = runtime.cluster;
+  // The checkpoint's tokenizer.json (if any) encodes "prompt" texts and decodes results to "text".
+  std::unique_ptr<Tokenizer> tokenizer;
+  auto loaded = Tokenizer::FromFile(cluster.model + "/tokenizer.json");
+  if (loaded.ok()) {
+    tokenizer = std::move(*loaded);
+  } else if (loaded.status().code() != StatusCode::kNotFound) {
+    return Fail(loaded.status());
+  }
+  auto batch = ParseBatchRequests(*text, flags.requests, tokenizer.get());
+  if (!batch.ok()) return Fail(batch.status());
+  const bool mpi_launch = UnderMpiLauncher();
+
+  std::unique_ptr<LocalCluster> local;
+  std::unique_ptr<Coordinator> own;
+  Coordinator* coord = nullptr;
+  if (cluster.transport == "local") {
+    if (mpi_launch && LauncherWorldSize() > 1) {
+      return Fail(InvalidArgumentError(
+          "cluster.transport local runs the workers as threads of this process; launch one "
+          "process (or use transport mpi / ucx for worker processes)"));
+    }
+    auto started = LocalCluster::Start(runtime);
+    if (!started.ok()) return Fail(started.status());
+    local = std::move(*started);
+    coord = &local->coordinator();
+  } else {
+    if (!mpi_launch && cluster.control_port == 0) {
+      return Fail(InvalidArgumentError(
+          "cluster.control_port must be set when the workers are not started by mpirun/srun "
+          "(they need to know where to connect)"));
+    }
+    auto listener = TcpListener::Listen(cluster.bind_address, cluster.control_port);
+    if (!listener.ok()) return Fail(listener.status().WithContext("cluster.bind_address"));
+    const std::string endpoint =
+        cluster.coordinator_address + ":" + std::to_string((*listener)->port());
+    LOG_INFO("coordinator", "control plane on %s (pid %d)", endpoint.c_str(), getpid());
+    if (mpi_launch) {
+      const int world = LauncherWorldSize();
+      if (world > 0 && world != cluster.workers + 1) {
+        return Fail(InvalidArgumentError(
+            "the launch has " + std::to_string(world) + " processes but cluster.workers is " +
+            std::to_string(cluster.workers) + " (+1 coordinator): use -np 1 coordinator : -np " +
+            std::to_string(cluster.workers) + " worker"));
+      }
+      auto world_rank = MpiWorldRankOfProcess();
+      if (!world_rank.ok()) return Fail(world_rank.status());
+      if (*world_rank != 0) {
+        return Fail(
+            InvalidArgumentError("the coordinator must be MPI world rank 0 (first in "
+                                 "the mpirun/srun command), it is rank " +
+                                 std::to_string(*world_rank)));
+      }
+      std::string text_endpoint = endpoint;
+      Status s = MpiBroadcastText(&text_endpoint, 0, Deadline::After(std::chrono::seconds(60)));
+      if (!s.ok()) return Fail(s);
+      if (cluster.transport == "mpi") {
+        auto none = CreateMpiWorkersTransport(false);  // takes part in the workers' split
+        if (!none.ok()) return Fail(none.status());
+      }
+      SetLogRank(-1);  // the coordinator is no worker rank ("rank -" in the log prefix)
+    }
+    own = std::make_unique<Coordinator>(runtime);
+    coord = own.get();
+    Status s = AcceptAndStart(listener->get(), runtime, coord);
+    if (!s.ok()) return Fail(s);
+  }
+
+  std::vector<GenerationRequest> requests;
+  for (const auto& b : *batch) requests.push_back(b.request);
+  const auto start = std::chrono::steady_clock::now();
+  BatchOutcome outcome = coord->Generate(requests, /*keep_logits=*/!flags.dump_logits.empty());
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::ofstream file;
+  if (!flags.out.empty()) {
+    file.open(flags.out);
+    if (!file) return Fail(InvalidArgumentError("cannot create '" + flags.out + "'"));
+  }
+  std::ostream& out = flags.out.empty() ? std::cout : file;
+  if (outcome.results.empty() && !outcome.status.ok()) {
+    for (const auto& b : *batch) out << ErrorLine(b, outcome.status.message()) << "\n";
+  }
+  for (size_t i = 0; i < outcome.results.size(); ++i) {
+    out << (outcome.finished[i]
+                ? FormatBatchResult((*batch)[i], outcome.results[i], tokenizer.get())
+                : ErrorLine((*batch)[i], outcome.status.message()))
+        << "\n";
+  }
+  out.flush();
+  if (!outcome.status.ok()) {
+    std::fprintf(stderr, "switchyard: error: %s\n", outcome.status.message().c_str());
+    std::fflush(stderr);
+    // Workers are aborted; with MPI a dead peer can make MPI_Finalize hang, so leave at once.
+    std::_Exit(1);
+  }
+  if (!flags.dump_logits.empty()) {
+    Status s = WriteLogits(flags.dump_logits, requests, outcome.results);
+    if (!s.ok()) return Fail(s);
+  }
+  const auto& st = outcome.stats;
+  std::fprintf(stderr,
+               "switchyard run: %zu requests on %d workers (%s), %lld prompt + %lld generated "
+               "tokens in %.3f s: %.1f generated tok/s, %.1f total tok/s\n",
+               batch->size(), cluster.workers, cluster.transport.c_str(),
+               static_cast<long long>(st.prompt_tokens),
+               static_cast<long long>(st.generated_tokens), secs, st.generated_tokens / secs,
+               (st.prompt_tokens + st.generated_tokens) / secs);
+  coord->Shutdown();
+  local.reset();
+  own.reset();
+  Status s = ShutdownTransports();
+  if (!s.ok()) return Fail(s);
+  return 0;
+}
+
+int RunWorkerCommand(const RuntimeConfig& runtime, const ClusterCommandFlags& flags) {
+  if (!runtime.has_cluster) {
+    return Fail(InvalidArgumentError("--config: no 'cluster:' section (see configs/README.md)"));
+  }
+  const ClusterConfig& cluster = runtime.cluster;
+  if (cluster.transport == "local") {
+    return Fail(InvalidArgumentError(
+        "cluster.transport local runs the workers as threads of the coordinator; worker processes "
+        "need transport mpi or ucx"));
+  }
+  std::string endpoint = flags.coordinator;
+  std::unique_ptr<Transport> mpi_transport;
+  WorkerOptions options;
+  options.own_process = true;
+  if (UnderMpiLauncher()) {
+    auto world_rank = MpiWorldRankOfProcess();
+    if (!world_rank.ok()) return Fail(world_rank.status());
+    std::string announced;
+    Status s = MpiBroadcastText(&announced, 0, Deadline::After(std::chrono::seconds(120)));
+    if (!s.ok()) return Fail(s.WithContext("waiting for the coordinator's endpoint"));
+    if (endpoint.empty()) endpoint = announced;
+    if (cluster.transport == "mpi") {
+      auto t = CreateMpiWorkersTransport(true);
+      if (!t.ok()) return Fail(t.status());
+      mpi_transport = std::move(*t);
+      options.known_rank = mpi_transport->rank();
+    } else {
+      options.known_rank = *world_rank - 1;
+    }
+    SetLogRank(options.known_rank);
+    LOG_INFO("worker", "MPI world rank %d, worker rank %d, local rank %d; coordinator at %s",
+             *world_rank, options.known_rank, LauncherLocalRank(), endpoint.c_str());
+  } else if (cluster.transport == "mpi") {
+    return Fail(InvalidArgumentError(
+        "cluster.transport mpi: start the workers with mpirun/srun together with the coordinator "
+        "(deploy/mpirun.sh)"));
+  }
+  if (endpoint.empty()) {
+    if (cluster.control_port == 0) {
+      return Fail(InvalidArgumentError(
+          "where is the coordinator? pass --coordinator HOST:PORT or set cluster.control_port"));
+    }
+    endpoint = cluster.coordinator_address + ":" + std::to_string(cluster.control_port);
+  }
+  std::string host;
+  int port = 0;
+  Status parsed = ParseEndpoint(endpoint, "coordinator endpoint", &host, &port);
+  if (!parsed.ok()) return Fail(parsed);
+  auto channel = ConnectTcp(
+      host, port, Deadline::After(std::chrono::milliseconds(cluster.register_timeout_ms)));
+  if (!channel.ok()) return Fail(channel.status());
+  std::unique_ptr<Transport> ucx_transport;
+  TransportProvider provider = [&](const AssignMsg& a) -> StatusOr<Transport*> {
+    if (mpi_transport) return mpi_transport.get();
+    ASSIGN_OR_RETURN(TransportKind kind, ParseTransportKind(a.transport));
+    TransportOptions topts;
+    topts.rank = a.rank;
+    topts.world_size = a.world;
+    topts.rendezvous = a.rendezvous;
+    topts.rank0_serves = false;
+    topts.connect_timeout = std::chrono::milliseconds(cluster.register_timeout_ms);
+    ASSIGN_OR_RETURN(ucx_transport, CreateTransport(kind, topts));
+    return ucx_transport.get();
+  };
+  Status s = RunWorker(channel->get(), provider, options);
+  if (!s.ok()) {
+    std::fprintf(stderr, "switchyard: error: worker: %s\n", s.message().c_str());
+    std::fflush(stderr);
+    std::_Exit(1);  // peers may be dead: do not wait in MPI_Finalize
+  }
+  channel->reset();
+  mpi_transport.reset();
+  ucx_transport.reset();
+  Status shut = ShutdownTransports();
+  if (!shut.ok()) return Fail(shut);
+  return 0;
+}
+
+}  // namespace switchyard

@@ -1,0 +1,213 @@
+#include "coordinator/control/protocol.h"
+
+#include <nlohmann/json.hpp>
+
+namespace switchyard {
+namespace {
+
+using nlohmann::json;
+
+// Parses `text` and checks its type; json exceptions become InvalidArgument naming the field.
+template <typename Fn>
+Status Decode(const std::string& text, const std::string& from, const char* type, Fn&& fn) {
+  const std::string where = "control message '" + std::string(type) + "' from " + from;
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return InvalidArgumentError(where + ": not a JSON object");
+  if (!j.contains("type") || j["type"] != type) {
+    return InvalidArgumentError(where + ": unexpected type " +
+                                (j.contains("type") ? j["type"].dump() : "<none>"));
+  }
+  try {
+    fn(j);
+  } catch (const json::exception& e) {
+    return InvalidArgumentError(where + ": " + e.what());
+  }
+  return OkStatus();
+}
+
+json EncodeRequest(const WorkRequest& w) {
+  const auto& r = w.request;
+  return {{"id", w.id},
+          {"prompt", r.prompt},
+          {"max_new_tokens", r.max_new_tokens},
+          {"temperature", r.sampling.temperature},
+          {"top_k", r.sampling.top_k},
+          {"top_p", r.sampling.top_p},
+          {"seed", r.sampling.seed},
+          {"ignore_eos", r.ignore_eos}};
+}
+
+WorkRequest DecodeRequest(const json& j) {
+  WorkRequest w;
+  w.id = j.at("id").get<int64_t>();
+  auto& r = w.request;
+  r.prompt = j.at("prompt").get<std::vector<int32_t>>();
+  r.max_new_tokens = j.at("max_new_tokens").get<int64_t>();
+  r.sampling.temperature = j.at("temperature").get<float>();
+  r.sampling.top_k = j.at("top_k").get<int64_t>();
+  r.sampling.top_p = j.at("top_p").get<float>();
+  r.sampling.seed = j.at("seed").get<uint64_t>();
+  r.ignore_eos = j.at("ignore_eos").get<bool>();
+  return w;
+}
+
+}  // namespace
+
+std::string EncodeRegister(const RegisterMsg& m) {
+  return json{{"type", "register"}, {"rank", m.rank}, {"host", m.host}, {"pid", m.pid}}.dump();
+}
+
+std::string EncodeAssign(const AssignMsg& m) {
+  return json{{"type", "assign"},
+              {"rank", m.rank},
+              {"world", m.world},
+              {"model_dir", m.model_dir},
+              {"transport", m.transport},
+              {"expert_format", m.expert_format},
+              {"max_seq_len", m.max_seq_len},
+              {"max_batch_tokens", m.max_batch_tokens},
+              {"num_threads", m.num_threads},
+              {"step_timeout_ms", m.step_timeout_ms},
+              {"heartbeat_interval_ms", m.heartbeat_interval_ms},
+              {"plan", m.plan_json},
+              {"rendezvous", m.rendezvous}}
+      .dump();
+}
+
+std::string EncodeReady(const ReadyMsg& m) {
+  return json{{"type", "ready"},
+              {"rank", m.rank},
+              {"expert_bytes", m.expert_bytes},
+              {"resident_bytes", m.resident_bytes},
+              {"expert_slots", m.expert_slots},
+              {"load_seconds", m.load_seconds}}
+      .dump();
+}
+
+std::string EncodeStep(const StepMsg& m) {
+  json add = json::array();
+  for (const auto& w : m.add) add.push_back(EncodeRequest(w));
+  return json{{"type", "step"}, {"step", m.step}, {"add", add}, {"want_logits", m.want_logits}}
+      .dump();
+}
+
+std::string EncodeStepResult(const StepResultMsg& m) {
+  json tokens = json::array();
+  for (const auto& t : m.tokens) {
+    json o = {{"id", t.id}, {"token", t.token}, {"finished", t.finished}};
+    if (t.finished) o["finish_reason"] = t.finish_reason;
+    if (!t.logits.empty()) o["logits"] = t.logits;
+    tokens.push_back(std::move(o));
+  }
+  return json{{"type", "step_done"},
+              {"rank", m.rank},
+              {"step", m.step},
+              {"tokens", tokens},
+              {"expert_counts", m.expert_counts},
+              {"batch_tokens", m.batch_tokens},
+              {"forward_seconds", m.forward_seconds}}
+      .dump();
+}
+
+std::string EncodeHeartbeat(int rank) { return json{{"type", "heartbeat"}, {"rank", rank}}.dump(); }
+
+std::string EncodeError(int rank, const std::string& message) {
+  return json{{"type", "error"}, {"rank", rank}, {"reason", message}}.dump();
+}
+
+std::string EncodeShutdown() { return json{{"type", "shutdown"}}.dump(); }
+
+std::string EncodeAbort(const std::string& reason) {
+  return json{{"type", "abort"}, {"reason", reason}}.dump();
+}
+
+StatusOr<std::string> MessageType(const std::string& text, const std::string& from) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("type") || !j["type"].is_string()) {
+    return InvalidArgumentError("control message from " + from +
+                                " is not a JSON object with a string \"type\"");
+  }
+  return j["type"].get<std::string>();
+}
+
+int MessageRank(const std::string& text) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("rank") || !j["rank"].is_number_integer())
+    return -1;
+  return j["rank"].get<int>();
+}
+
+Status DecodeRegister(const std::string& text, const std::string& from, RegisterMsg* m) {
+  return Decode(text, from, "register", [&](const json& j) {
+    m->rank = j.at("rank").get<int>();
+    m->host = j.at("host").get<std::string>();
+    m->pid = j.at("pid").get<int64_t>();
+  });
+}
+
+Status DecodeAssign(const std::string& text, const std::string& from, AssignMsg* m) {
+  return Decode(text, from, "assign", [&](const json& j) {
+    m->rank = j.at("rank").get<int>();
+    m->world = j.at("world").get<int>();
+    m->model_dir = j.at("model_dir").get<std::string>();
+    m->transport = j.at("transport").get<std::string>();
+    m->expert_format = j.at("expert_format").get<std::string>();
+    m->max_seq_len = j.at("max_seq_len").get<int64_t>();
+    m->max_batch_tokens = j.at("max_batch_tokens").get<int64_t>();
+    m->num_threads = j.at("num_threads").get<int>();
+    m->step_timeout_ms = j.at("step_timeout_ms").get<int64_t>();
+    m->heartbeat_interval_ms = j.at("heartbeat_interval_ms").get<int64_t>();
+    m->plan_json = j.at("plan").get<std::string>();
+    m->rendezvous = j.at("rendezvous").get<std::string>();
+  });
+}
+
+Status DecodeReady(const std::string& text, const std::string& from, ReadyMsg* m) {
+  return Decode(text, from, "ready", [&](const json& j) {
+    m->rank = j.at("rank").get<int>();
+    m->expert_bytes = j.at("expert_bytes").get<int64_t>();
+    m->resident_bytes = j.at("resident_bytes").get<int64_t>();
+    m->expert_slots = j.at("expert_slots").get<int64_t>();
+    m->load_seconds = j.at("load_seconds").get<double>();
+  });
+}
+
+Status DecodeStep(const std::string& text, const std::string& from, StepMsg* m) {
+  return Decode(text, from, "step", [&](const json& j) {
+    m->step = j.at("step").get<int64_t>();
+    m->want_logits = j.at("want_logits").get<bool>();
+    m->add.clear();
+    for (const auto& r : j.at("add")) m->add.push_back(DecodeRequest(r));
+  });
+}
+
+Status DecodeStepResult(const std::string& text, const std::string& from, StepResultMsg* m) {
+  return Decode(text, from, "step_done", [&](const json& j) {
+    m->rank = j.at("rank").get<int>();
+    m->step = j.at("step").get<int64_t>();
+    m->tokens.clear();
+    for (const auto& t : j.at("tokens")) {
+      TokenOut o;
+      o.id = t.at("id").get<int64_t>();
+      o.token = t.at("token").get<int32_t>();
+      o.finished = t.at("finished").get<bool>();
+      if (o.finished) o.finish_reason = t.at("finish_reason").get<std::string>();
+      if (t.contains("logits")) o.logits = t.at("logits").get<std::vector<float>>();
+      m->tokens.push_back(std::move(o));
+    }
+    m->expert_counts = j.at("expert_counts").get<std::vector<std::vector<int64_t>>>();
+    m->batch_tokens = j.at("batch_tokens").get<int64_t>();
+    m->forward_seconds = j.at("forward_seconds").get<double>();
+  });
+}
+
+StatusOr<std::string> DecodeReason(const std::string& text, const std::string& from) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("reason") || !j["reason"].is_string()) {
+    return InvalidArgumentError("control message from " + from + " has no string \"reason\"");
+  }
+  return j["reason"].get<std::string>();
+}
+
+}  // namespace switchyard

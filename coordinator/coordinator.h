@@ -1,0 +1,96 @@
+// Coordinator: registers the workers, plans and distributes the expert placement, drives the
+// steps (every worker runs every step in lockstep; each request lives on one worker), collects
+// tokens, per-expert loads and heartbeats, and notices failures.
+//
+// Failure behaviour: a worker whose control channel closes (its process died), that reports an
+// error, that stays silent beyond cluster.heartbeat_timeout_ms, or that misses the step deadline
+// (cluster.step_timeout_ms) fails the whole batch: the error names the rank, its host:pid and the
+// reason; the surviving workers get `abort`; results of the requests already finished are kept.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/runtime_config.h"
+#include "common/status.h"
+#include "coordinator/cluster_plan.h"
+#include "coordinator/control/control_channel.h"
+#include "coordinator/control/heartbeat.h"
+#include "coordinator/control/inbox.h"
+#include "coordinator/control/protocol.h"
+#include "coordinator/placement/placement_plan.h"
+#include "model/engine.h"
+#include "transport/bootstrap/rendezvous.h"
+
+namespace switchyard {
+
+struct WorkerInfo {
+  int rank = -1;
+  std::string host;
+  int64_t pid = 0;
+  ReadyMsg ready;  // what it loaded
+};
+
+// The outcome of a batch: results for every request (complete ones where `finished`), and the
+// failure that stopped the batch (OK when every request finished).
+struct BatchOutcome {
+  std::vector<GenerationResult> results;
+  std::vector<bool> finished;
+  GenerationStats stats;
+  Status status;
+};
+
+class Coordinator {
+ public:
+  // `runtime.has_cluster` must hold. `clock` (heartbeat ages) must outlive the coordinator.
+  explicit Coordinator(RuntimeConfig runtime, Clock* clock = SteadyClock());
+  ~Coordinator();  // aborts the workers if still running, joins the reader threads
+
+  // Takes one channel per worker (cluster.workers of them, in any order), receives their
+  // `register` (ranks they announce are kept, the others numbered in order), computes the
+  // placement, sends each its assignment and waits until all report `ready`, logging what each
+  // loaded and the placement in force. Blocking, bounded by cluster.register_timeout_ms.
+  // Errors: bad model or plan (named), duplicate/out-of-range ranks, a worker failing to load or
+  // registering too late (named by rank and host:pid).
+  Status Start(std::vector<std::unique_ptr<ControlChannel>> channels);
+
+  // Runs every request to completion over the workers. Requests are checked first (like
+  // Engine::Generate: an invalid one fails the call naming its index, nothing runs). Blocking.
+  // On a worker failure: outcome.status names the rank and why, unfinished requests keep
+  // finished[i] = false, and the workers are aborted (the coordinator is then unusable).
+  BatchOutcome Generate(const std::vector<GenerationRequest>& requests, bool keep_logits = false);
+
+  // Sends `shutdown` to every worker and closes the channels. Idempotent.
+  void Shutdown();
+
+  const std::vector<WorkerInfo>& workers() const { return workers_; }
+  const PlacementPlan& plan() const { return plan_; }
+  // Expert loads over the last cluster.load_window_steps steps, [MoE layer][expert].
+  std::vector<std::vector<double>> ExpertLoads() const;
+
+ private:
+  Status WaitReady();
+  // The next event from any worker, with heartbeat bookkeeping; a worker failure is an error.
+  StatusOr<std::string> NextMessage(Deadline deadline, int* rank);
+  Status WorkerFailure(int rank, const std::string& why);
+  void Abort(const std::string& reason);
+  void LogLoadSummary();
+
+  RuntimeConfig runtime_;
+  Clock* clock_;
+  ModelConfig model_config_;
+  PlacementPlan plan_;
+  std::vector<std::unique_ptr<ControlChannel>> channels_;  // by rank
+  std::vector<WorkerInfo> workers_;
+  std::unique_ptr<HeartbeatMonitor> heartbeat_;
+  std::unique_ptr<ChannelInbox> inbox_;
+  std::unique_ptr<ExpertLoadWindow> loads_;
+  std::unique_ptr<RendezvousServer> rendezvous_;  // ucx/nccl data-plane bootstrap
+  int64_t next_step_ = 0;
+  bool failed_ = false;
+  bool shut_down_ = false;
+};
+
+}  // namespace switchyard

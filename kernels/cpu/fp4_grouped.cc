@@ -1,0 +1,145 @@
+#include "kernels/cpu/fp4_grouped.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/fp4_internal.h"
+
+namespace switchyard::cpu {
+
+using fp4_internal::PreparedActs;
+
+struct Fp4GroupedWorkspace::Impl {
+  std::vector<PreparedActs> in, mid;  // per expert: activations for gate/up, for down
+  std::vector<float> h, u;            // [rows, inter] per expert at h_offset
+  std::vector<int64_t> h_offset;
+  std::vector<std::pair<int64_t, int64_t>> prep_items, up_items, down_items;
+};
+
+Fp4GroupedWorkspace::Fp4GroupedWorkspace() : impl_(std::make_unique<Impl>()) {}
+Fp4GroupedWorkspace::~Fp4GroupedWorkspace() = default;
+
+namespace {
+
+constexpr int64_t kPrepTokens = 16;  // tokens per activation-preparation item
+
+Status Validate(const std::vector<Fp4ExpertMlp>& experts, const std::vector<int64_t>& offsets,
+                int64_t hidden) {
+  if (offsets.size() != experts.size() + 1 || offsets[0] != 0) {
+    return InvalidArgumentError("Fp4GroupedMlp: offsets must have num_experts + 1 = " +
+                                std::to_string(experts.size() + 1) + " entries starting at 0");
+  }
+  for (size_t e = 0; e < experts.size(); ++e) {
+    const std::string where = "Fp4GroupedMlp: expert " + std::to_string(e);
+    if (offsets[e + 1] < offsets[e]) return InvalidArgumentError(where + ": offsets decrease");
+    if (offsets[e + 1] == offsets[e]) continue;
+    const Fp4ExpertMlp& x = experts[e];
+    if (x.gate == nullptr || x.up == nullptr || x.down == nullptr) {
+      return InvalidArgumentError(where + " has tokens but no gate/up/down FP4 weights");
+    }
+    const int64_t inter = x.gate->rows;
+    if (x.gate->cols != hidden || x.up->cols != hidden || x.up->rows != inter ||
+        x.down->cols != inter || x.down->rows != hidden || x.up->format != x.gate->format) {
+      return InvalidArgumentError(where + ": shapes gate [" + std::to_string(x.gate->rows) + ", " +
+                                  std::to_string(x.gate->cols) + "], up [" +
+                                  std::to_string(x.up->rows) + ", " + std::to_string(x.up->cols) +
+                                  "], down [" + std::to_string(x.down->rows) + ", " +
+                                  std::to_string(x.down->cols) + "] do not fit hidden " +
+                                  std::to_string(hidden) + " (or gate/up formats differ)");
+    }
+  }
+  return OkStatus();
+}
+
+int64_t RowsPerItem(const PreparedActs& a) {
+  return a.panel ? fp4_internal::kPanelRows : fp4_internal::kSmallRowsPerItem;
+}
+
+// (expert, first row) items over `rows_of(e)` rows for every expert with tokens.
+template <typename RowsOf>
+void Items(const std::vector<int64_t>& offsets, const std::vector<PreparedActs>& acts,
+           RowsOf rows_of, std::vector<std::pair<int64_t, int64_t>>* items) {
+  items->clear();
+  for (size_t e = 0; e + 1 < offsets.size(); ++e) {
+    if (offsets[e + 1] == offsets[e]) continue;
+    const int64_t step = RowsPerItem(acts[e]);
+    for (int64_t r = 0; r < rows_of(e); r += step) items->emplace_back(e, r);
+  }
+}
+
+}  // namespace
+
+Status Fp4GroupedMlp(const std::vector<Fp4ExpertMlp>& experts, const std::vector<int64_t>& offsets,
+                     const float* x, int64_t hidden, float* out, Fp4Activations act,
+                     Fp4GroupedWorkspace* workspace) {
+  RETURN_IF_ERROR(Validate(experts, offsets, hidden));
+  Fp4GroupedWorkspace::Impl& ws = workspace->impl();
+  const size_t n = experts.size();
+  ws.in.resize(n);
+  ws.mid.resize(n);
+  ws.h_offset.assign(n + 1, 0);
+  ws.prep_items.clear();
+  for (size_t e = 0; e < n; ++e) {
+    const int64_t m = offsets[e + 1] - offsets[e];
+    ws.h_offset[e + 1] = ws.h_offset[e] + (m > 0 ? m * experts[e].gate->rows : 0);
+    if (m == 0) continue;
+    fp4_internal::ResizeActs(m, *experts[e].gate, act, &ws.in[e]);
+    fp4_internal::ResizeActs(m, *experts[e].down, act, &ws.mid[e]);
+    for (int64_t t = 0; t < m; t += kPrepTokens) ws.prep_items.emplace_back(e, t);
+  }
+  if (ws.h_offset[n] == 0) return OkStatus();
+  if (static_cast<int64_t>(ws.h.size()) < ws.h_offset[n]) {
+    ws.h.resize(ws.h_offset[n]);
+    ws.u.resize(ws.h_offset[n]);
+  }
+  Items(
+      offsets, ws.in, [&](size_t e) { return experts[e].gate->rows; }, &ws.up_items);
+  Items(
+      offsets, ws.mid, [&](size_t e) { return experts[e].down->rows; }, &ws.down_items);
+  const int64_t prep = static_cast<int64_t>(ws.prep_items.size());
+  const int64_t ups = static_cast<int64_t>(ws.up_items.size());
+  const int64_t downs = static_cast<int64_t>(ws.down_items.size());
+#pragma omp parallel
+  {
+    std::vector<float> scratch;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < prep; ++i) {
+      const auto [e, t0] = ws.prep_items[i];
+      const int64_t m = offsets[e + 1] - offsets[e];
+      fp4_internal::PrepareTokens(x + offsets[e] * hidden, hidden, t0,
+                                  std::min(m, t0 + kPrepTokens), *experts[e].gate, &ws.in[e]);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < ups; ++i) {
+      const auto [e, r0] = ws.up_items[i];
+      const Fp4ExpertMlp& mlp = experts[e];
+      const int64_t inter = mlp.gate->rows, m = offsets[e + 1] - offsets[e];
+      const int64_t r1 = std::min(inter, r0 + RowsPerItem(ws.in[e]));
+      float* h = ws.h.data() + ws.h_offset[e];
+      float* u = ws.u.data() + ws.h_offset[e];
+      fp4_internal::ComputeRowsPair(ws.in[e], *mlp.gate, *mlp.up, r0, r1, h, u, inter, &scratch);
+      for (int64_t t = 0; t < m; ++t) {
+        SiluMul(h + t * inter + r0, u + t * inter + r0, r1 - r0, h + t * inter + r0);
+      }
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < prep; ++i) {
+      const auto [e, t0] = ws.prep_items[i];
+      const int64_t m = offsets[e + 1] - offsets[e], inter = experts[e].gate->rows;
+      fp4_internal::PrepareTokens(ws.h.data() + ws.h_offset[e], inter, t0,
+                                  std::min(m, t0 + kPrepTokens), *experts[e].down, &ws.mid[e]);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < downs; ++i) {
+      const auto [e, r0] = ws.down_items[i];
+      const int64_t r1 = std::min(hidden, r0 + RowsPerItem(ws.mid[e]));
+      fp4_internal::ComputeRows(ws.mid[e], *experts[e].down, r0, r1, out + offsets[e] * hidden,
+                                hidden, &scratch);
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace switchyard::cpu

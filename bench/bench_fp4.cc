@@ -13,6 +13,7 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -28,9 +29,10 @@ using namespace switchyard;
 
 namespace {
 
-// Independent FMA chains on every thread, registers only: the FP32 FMA peak (GFLOP/s).
-__attribute__((target("avx2,fma"))) double FmaPeakGflops() {
-  constexpr int64_t kIters = 20'000'000;
+// Independent FMA chains on every thread, registers only: the FP32 FMA peak (GFLOP/s). Best of 7
+// short trials: the two vCPUs of this machine are shared with neighbours, and a single long trial
+// under-reads the peak by up to 2x when one of them is descheduled (seen: 93 vs 186 GFLOP/s).
+__attribute__((target("avx2,fma"))) double FmaPeakTrial(int64_t iters) {
   const double t0 = bench::Now();
   float sink = 0;
 #pragma omp parallel reduction(+ : sink)
@@ -38,7 +40,7 @@ __attribute__((target("avx2,fma"))) double FmaPeakGflops() {
     __m256 a[10];
     for (int i = 0; i < 10; ++i) a[i] = _mm256_set1_ps(1.0f + i * 1e-3f);
     const __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (int64_t it = 0; it < kIters; ++it) {
+    for (int64_t it = 0; it < iters; ++it) {
       for (int i = 0; i < 10; ++i) a[i] = _mm256_fmadd_ps(a[i], b, c);
     }
     float t[8];
@@ -48,7 +50,13 @@ __attribute__((target("avx2,fma"))) double FmaPeakGflops() {
     sink += t[0];
   }
   const double secs = bench::Now() - t0;
-  return sink == 0 ? 0 : omp_get_max_threads() * kIters * 10.0 * 16 / secs / 1e9;
+  return sink == 0 ? 0 : omp_get_max_threads() * iters * 10.0 * 16 / secs / 1e9;
+}
+
+double FmaPeakGflops() {
+  double best = 0;
+  for (int trial = 0; trial < 7; ++trial) best = std::max(best, FmaPeakTrial(4'000'000));
+  return best;
 }
 
 template <typename F>

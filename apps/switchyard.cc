@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "apps/cluster_commands.h"
+#include "apps/serve_command.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/npy.h"
@@ -44,6 +45,7 @@ int Fail(const Status& status) {
 struct RuntimeFlags {
   std::string config_path;
   std::string log_level;
+  std::string log_format;
   int threads = -1;
   int64_t max_seq_len = -1;
   int64_t max_batch_tokens = -1;
@@ -53,6 +55,7 @@ struct RuntimeFlags {
   void Add(CLI::App* app) {
     app->add_option("--config", config_path, "runtime settings (YAML; see configs/README.md)");
     app->add_option("--log-level", log_level, "trace|debug|info|warn|error|off");
+    app->add_option("--log-format", log_format, "text | json (one JSON object per line)");
     app->add_option("--threads", threads, "compute threads (0 = all cores)");
     app->add_option("--max-seq-len", max_seq_len, "KV-cache capacity per sequence (tokens)");
     app->add_option("--max-batch-tokens", max_batch_tokens, "most tokens in one forward step");
@@ -67,6 +70,7 @@ struct RuntimeFlags {
     if (!config_path.empty()) RETURN_IF_ERROR(LoadRuntimeConfigYaml(config_path, &config));
     RETURN_IF_ERROR(ApplyRuntimeConfigEnv(&config));
     if (!log_level.empty()) config.log_level = log_level;
+    if (!log_format.empty()) config.log_format = log_format;
     if (threads >= 0) config.num_threads = threads;
     if (max_seq_len >= 0) config.max_seq_len = max_seq_len;
     if (max_batch_tokens >= 0) config.max_batch_tokens = max_batch_tokens;
@@ -75,6 +79,9 @@ struct RuntimeFlags {
     LogLevel level;
     ParseLogLevel(config.log_level, &level);
     SetLogLevel(level);
+    LogFormat format;
+    ParseLogFormat(config.log_format, &format);
+    SetLogFormat(format);
     SetComputeThreads(config.num_threads);
     if (print_config)
       std::fprintf(stderr, "# effective runtime configuration\n%s",
@@ -465,6 +472,17 @@ int main(int argc, char** argv) {
                      "HOST:PORT of the coordinator (default: from MPI, or the config)");
   worker_runtime.Add(worker);
 
+  ServeFlags serve_flags;
+  RuntimeFlags serve_runtime;
+  CLI::App* serve = app.add_subcommand("serve", "OpenAI-compatible HTTP server over the cluster");
+  serve->add_option("--host", serve_flags.host, "address to listen on (default 127.0.0.1)");
+  serve->add_option("--port", serve_flags.port, "port (0 = ephemeral; default 8000)");
+  serve->add_option("--served-model-name", serve_flags.served_model_name,
+                    "model id in the API (default: the checkpoint directory name)");
+  serve->add_option("--max-queue", serve_flags.max_queue, "waiting requests before 429");
+  serve->add_option("--max-running", serve_flags.max_running, "requests running at once");
+  serve_runtime.Add(serve);
+
   std::string info_model;
   CLI::App* info = app.add_subcommand("info", "describe a checkpoint");
   info->add_option("--model", info_model, "checkpoint directory")->required();
@@ -472,10 +490,10 @@ int main(int argc, char** argv) {
   const std::string first = argc > 1 ? argv[1] : "";
   if (!first.empty() && first[0] != '-' && first != "generate" && first != "make-default-model" &&
       first != "info" && first != "quantize" && first != "place" && first != "run" &&
-      first != "coordinator" && first != "worker") {
+      first != "coordinator" && first != "worker" && first != "serve") {
     std::fprintf(stderr,
                  "switchyard: error: unknown command '%s' (commands: generate, make-default-model,"
-                 " info, quantize, place, run, coordinator, worker; see --help)\n",
+                 " info, quantize, place, run, coordinator, worker, serve; see --help)\n",
                  argv[1]);
     return 2;
   }
@@ -496,6 +514,11 @@ int main(int argc, char** argv) {
   if (info->parsed()) return RunInfo(info_model);
   if (place->parsed()) return RunPlace(place_flags);
   if (run->parsed()) return RunBatch(run_flags, run_runtime);
+  if (serve->parsed()) {
+    auto runtime = serve_runtime.Resolve();
+    if (!runtime.ok()) return Fail(runtime.status());
+    return RunServeCommand(*runtime, serve_flags);
+  }
   for (auto [cmd, flags, rflags] : {std::tuple{coordinator, &coord_flags, &coord_runtime},
                                     std::tuple{worker, &worker_flags, &worker_runtime}}) {
     if (!cmd->parsed()) continue;

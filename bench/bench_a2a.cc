@@ -1,7 +1,8 @@
 // bench_a2a: MoE dispatch+combine over a Transport backend against raw MPI_Alltoallv moving the
 // same bytes, measured in the same run.
 //   mpirun -np 4 build/bin/bench_a2a [--backend mpi|ucx] [--tokens 1,16,128,1024,4096]
-//       [--hidden 2048,7168] [--dtype bf16,fp8,f32] [--integrity off,on] [--topk 8]
+//       [--hidden 2048,7168] [--dtype bf16,fp8,f32] [--integrity off,on] [--input f32,bf16]
+//       [--topk 8]
 //       [--experts 64] [--reps N] [--warmup N] [--seed N] [--json]
 //   build/bin/bench_a2a --backend local --ranks 4 ...       (ranks as threads; no raw baseline)
 // Per case (tokens per rank, hidden, dispatch dtype, integrity): every rank routes its tokens top-k
@@ -10,7 +11,10 @@
 //         with no compute: Combine sends the received rows back (row_out = ReceivedTokens::rows),
 //         in BF16 after a BF16 or FP8 dispatch, in F32 after an F32 one. The time is the
 //         dispatcher's packing and conversions, its exchanges and unpacking, combine accumulation,
-//         integrity checksums when on, and the transport.
+//         integrity checksums when on, and the transport. With --input bf16 (BF16 transit only):
+//         DispatchBf16 + CombineBf16 instead, BF16 tokens in and BF16 expert rows out, rows read
+//         in place; the identity experts' output write (a gather of the received views into one
+//         BF16 buffer) and a barrier after it are between the two timed phases, untimed.
 //   raw:  MPI_Alltoallv of exactly the dispatcher's message bytes per peer (header and body, as
 //         DispatchMessageBytes says; nothing to itself, as the dispatcher), then MPI_Alltoallv of
 //         the combine bytes per peer. Only for backends run under mpirun (mpi, ucx).
@@ -43,6 +47,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/dtype.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "transport/dispatch.h"
@@ -96,6 +101,9 @@ struct Options {
   std::vector<int64_t> hidden = {2048, 7168};
   std::vector<PayloadDtype> dtypes = {PayloadDtype::kBF16, PayloadDtype::kFP8, PayloadDtype::kF32};
   std::vector<bool> integrity = {false};
+  // Hidden states handed in as FP32 (Dispatch/Combine) or BF16 (DispatchBf16/CombineBf16: rows
+  // read in place, sent as they are; BF16 transit only, other dtypes skipped).
+  std::vector<bool> bf16_input = {false};
   int32_t topk = 8;
   int32_t experts = 64;
   int reps = 0;  // 0: chosen per case from the warm-up time
@@ -135,6 +143,10 @@ PayloadDtype ParseDtype(const std::string& s, bool* ok) {
   *ok = s == "bf16" || s == "fp8" || s == "f32";
   return s == "bf16" ? PayloadDtype::kBF16 : (s == "fp8" ? PayloadDtype::kFP8 : PayloadDtype::kF32);
 }
+bool ParseInput(const std::string& s, bool* ok) {
+  *ok = s == "f32" || s == "bf16";
+  return s == "bf16";
+}
 bool ParseOnOff(const std::string& s, bool* ok) {
   *ok = s == "on" || s == "off";
   return s == "on";
@@ -156,6 +168,17 @@ bool ParseArgs(int argc, char** argv, Options* o) {
       if (!ParseList(argv[++i], &o->hidden)) return false;
     } else if (arg == "--dtype" && has_value) {
       if (!ParseWords(argv[++i], &o->dtypes, ParseDtype)) return false;
+    } else if (arg == "--input" && has_value) {
+      std::vector<bool> v;
+      std::stringstream in(argv[++i]);
+      std::string item;
+      while (std::getline(in, item, ',')) {
+        bool ok = false;
+        v.push_back(ParseInput(item, &ok));
+        if (!ok) return false;
+      }
+      if (v.empty()) return false;
+      o->bf16_input = v;
     } else if (arg == "--integrity" && has_value) {
       std::vector<bool> v;
       std::stringstream in(argv[++i]);
@@ -261,7 +284,7 @@ std::vector<int64_t> Offsets(const std::vector<int64_t>& counts) {
 }
 
 CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens, int64_t hidden,
-                   PayloadDtype dtype, bool integrity) {
+                   PayloadDtype dtype, bool integrity, bool bf16_in) {
   const int world = t.world_size(), me = t.rank();
   const PayloadDtype combine_dtype =
       dtype == PayloadDtype::kF32 ? PayloadDtype::kF32 : PayloadDtype::kBF16;
@@ -302,7 +325,29 @@ CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens
 
   Dispatcher dispatcher(DispatcherOptions{.integrity = integrity});
   ReceivedTokens received;
+  std::vector<uint16_t> xb(bf16_in ? x.size() : 0), row_out_bf16;
+  for (size_t i = 0; i < xb.size(); ++i) xb[i] = F32ToBf16(x[i]);
+  // BF16 input: the identity experts write their output rows (a gather of the views into
+  // row_out_bf16, what a real expert's output write replaces) between the phases, untimed, and a
+  // barrier lines the ranks up again so that the gather does not show up as waiting in Combine.
+  auto ours_bf16 = [&](double* split) {
+    CheckOk(t, t.Barrier(Generous()), "Barrier");
+    const double t0 = Now();
+    CheckOk(t, dispatcher.DispatchBf16(t, 0, layout, xb.data(), hidden, Generous(), &received),
+            "DispatchBf16");
+    split[0] = Now() - t0;
+    row_out_bf16.resize(received.num_rows() * hidden);
+    for (int64_t r = 0; r < received.num_rows(); ++r) {
+      std::memcpy(&row_out_bf16[r * hidden], received.row_bf16(r), 2 * hidden);
+    }
+    CheckOk(t, t.Barrier(Generous()), "Barrier");
+    const double t1 = Now();
+    CheckOk(t, dispatcher.CombineBf16(t, row_out_bf16.data(), Generous(), out.data()),
+            "CombineBf16");
+    split[1] = Now() - t1;
+  };
   auto ours = [&](double* split) {
+    if (bf16_in) return ours_bf16(split);
     CheckOk(t, t.Barrier(Generous()), "Barrier");
     const double t0 = Now();
     CheckOk(t, dispatcher.Dispatch(t, 0, layout, x.data(), hidden, dtype, Generous(), &received),
@@ -423,7 +468,7 @@ CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens
 }
 
 void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, PayloadDtype dtype,
-               bool integrity, const CaseResult& r) {
+               bool integrity, bool bf16_in, const CaseResult& r) {
   const double ours_gbs = r.bytes_per_rank / r.ours / 1e9;
   char raw[160] = "\"raw_us\": null, \"raw_best_us\": null, \"raw_GBps\": null, \"ratio\": null";
   if (r.raw > 0) {
@@ -437,18 +482,19 @@ void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, Payl
   std::printf(
       "{\"bench\": \"a2a_dispatch_combine\", \"backend\": \"%s\", \"ranks\": %d, "
       "\"tokens_per_rank\": %lld, \"hidden\": %lld, \"topk\": %d, \"dtype\": \"%s\", "
-      "\"combine_dtype\": \"%s\", \"integrity\": %s, \"dispatch_bytes_per_peer\": %.0f, "
+      "\"combine_dtype\": \"%s\", \"input\": \"%s\", \"integrity\": %s, "
+      "\"dispatch_bytes_per_peer\": %.0f, "
       "\"combine_bytes_per_peer\": %.0f, \"bytes_per_rank\": %.0f, \"transport_bytes_per_rank\": "
       "%.0f, \"dispatch_exchanges\": %d, \"reps\": %d, \"ours_us\": %.1f, \"ours_best_us\": %.1f, "
       "\"ours_dispatch_us\": %.1f, \"ours_combine_us\": %.1f, \"ours_GBps\": %.3f, %s, "
       "\"transport_us\": %.1f, \"transport_ratio\": %s, \"vs_transport\": %.2f}\n",
       TransportKindName(o.backend), world, static_cast<long long>(tokens),
       static_cast<long long>(hidden), o.topk, PayloadDtypeName(dtype),
-      dtype == PayloadDtype::kF32 ? "f32" : "bf16", integrity ? "true" : "false",
-      r.dispatch_bytes_per_peer, r.combine_bytes_per_peer, r.bytes_per_rank,
-      r.transport_bytes_per_rank, r.exchanges, r.reps, r.ours * 1e6, r.ours_best * 1e6,
-      r.ours_dispatch * 1e6, r.ours_combine * 1e6, ours_gbs, raw, r.transport * 1e6,
-      transport_ratio, r.transport / r.ours);
+      dtype == PayloadDtype::kF32 ? "f32" : "bf16", bf16_in ? "bf16" : "f32",
+      integrity ? "true" : "false", r.dispatch_bytes_per_peer, r.combine_bytes_per_peer,
+      r.bytes_per_rank, r.transport_bytes_per_rank, r.exchanges, r.reps, r.ours * 1e6,
+      r.ours_best * 1e6, r.ours_dispatch * 1e6, r.ours_combine * 1e6, ours_gbs, raw,
+      r.transport * 1e6, transport_ratio, r.transport / r.ours);
   std::fflush(stdout);
 }
 
@@ -471,8 +517,11 @@ void RunAll(Transport& t, MPI_Comm comm, const Options& o) {
     for (int64_t hidden : o.hidden) {
       for (PayloadDtype dtype : o.dtypes) {
         for (bool integrity : o.integrity) {
-          const CaseResult r = RunCase(t, comm, o, tokens, hidden, dtype, integrity);
-          if (t.rank() == 0) PrintCase(o, world, tokens, hidden, dtype, integrity, r);
+          for (bool bf16_in : o.bf16_input) {
+            if (bf16_in && dtype != PayloadDtype::kBF16) continue;  // BF16 in: BF16 transit
+            const CaseResult r = RunCase(t, comm, o, tokens, hidden, dtype, integrity, bf16_in);
+            if (t.rank() == 0) PrintCase(o, world, tokens, hidden, dtype, integrity, bf16_in, r);
+          }
         }
       }
     }
@@ -484,11 +533,12 @@ void RunAll(Transport& t, MPI_Comm comm, const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   if (!ParseArgs(argc, argv, &o)) {
-    std::fprintf(stderr,
-                 "usage: bench_a2a [--backend mpi|ucx|local] [--ranks N (local)] "
-                 "[--tokens 1,16,128,1024,4096] [--hidden 2048,7168] [--dtype bf16,fp8,f32] "
-                 "[--integrity off,on] [--topk 8] [--experts 64] [--reps N] [--warmup N] "
-                 "[--seed N] [--json]\n  (mpi, ucx: run under mpirun)\n");
+    std::fprintf(
+        stderr,
+        "usage: bench_a2a [--backend mpi|ucx|local] [--ranks N (local)] "
+        "[--tokens 1,16,128,1024,4096] [--hidden 2048,7168] [--dtype bf16,fp8,f32] "
+        "[--integrity off,on] [--input f32,bf16] [--topk 8] [--experts 64] [--reps N] [--warmup N] "
+        "[--seed N] [--json]\n  (mpi, ucx: run under mpirun)\n");
     return 2;
   }
   SetLogLevel(LogLevel::kWarn);

@@ -8,7 +8,8 @@
 //   prefill (128, 512 tokens per expert): TFLOP/s (2*T*N*K per expert) as a ratio of cuBLAS BF16
 //           (cublasGemmStridedBatchedEx, BF16 in/out, FP32 compute) on the same shapes.
 // Expert shapes [N, K] = [2048, 7168] and [7168, 2048], 32 and 256 experts, NVFP4 weights, BF16
-// activations and output, path kAuto (cuBLASLt NVFP4 on CC >= 10.0, else dequant-BF16).
+// activations and output, path kAuto (cuBLASLt NVFP4 on CC >= 10.0, else dequant-BF16; there
+// each case runs with the weights in both code layouts, packed and mma-pairs, JSON field layout).
 // Weights and activations are random device data (valid codes and scales, finite values).
 //
 //   bench_fp4_gpu [--json] [--quick]
@@ -208,70 +209,79 @@ void RunConfig(Ctx& c, int64_t n, int64_t k, int64_t experts) {
   FillBf16<<<1024, 256>>>(wb.as<uint16_t>(), experts * n * k, 6);
   BENCH_CHECK(cudaDeviceSynchronize());
 
+  // Random codes are valid words in either code layout. Hopper (no cuBLASLt path) runs both.
+  std::vector<cuda::Fp4CodeLayout> layouts = {cuda::Fp4CodeLayout::kPacked};
+  if (c.fp4->compute_capability() < 100) layouts.push_back(cuda::Fp4CodeLayout::kMmaPairs);
+  // Layouts alternate per token count, so that both see the same clocks and temperature.
   for (int64_t t : {1, 4, 16, 128, 512}) {
-    std::vector<int64_t> offsets(experts + 1);
-    for (int64_t e = 0; e <= experts; ++e) offsets[e] = e * t;
-    cuda::Fp4GroupedGemmArgs args;
-    args.x_dev = x.as<uint16_t>();
-    args.total_tokens = experts * t;
-    args.expert_offsets = offsets.data();
-    args.weights = &w;
-    args.y_dev = y.data();
-    args.y_type = cuda::ElemType::kBf16;
-    args.stream = c.stream;
-    cuda::Fp4GemmPath used = cuda::Fp4GemmPath::kAuto;
-    const bool decode = t <= 16;
-    const int iters = decode ? 20 : 5;
-    const float ms = TimeMs(c.stream, iters, [&] {
-      CheckStatus(cuda::Fp4GroupedGemm(*c.fp4, args, &used), "Fp4GroupedGemm");
-    });
-    CheckStatus(cuda::SynchronizeStream(c.stream, "bench"), "bench");
-    const double flops = 2.0 * experts * t * n * k;
-    const double tflops = flops / (ms * 1e-3) / 1e12;
-    const double weight_gbs = (packed_bytes + scale_bytes) / (ms * 1e-3) / 1e9;
-    double base = 0, ratio = 0;
-    if (decode) {
-      base = c.read_gbs;
-      ratio = weight_gbs / c.read_gbs;
-    } else {
-      const float alpha = 1.0f, beta = 0.0f;
-      const float bms = TimeMs(c.stream, iters, [&] {
-        const cublasStatus_t st = cublasGemmStridedBatchedEx(
-            c.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, t, k, &alpha, wb.data(), CUDA_R_16BF, k, n * k,
-            x.data(), CUDA_R_16BF, k, t * k, &beta, y.data(), CUDA_R_16BF, n, t * n, experts,
-            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-        if (st != CUBLAS_STATUS_SUCCESS) {
-          std::fprintf(stderr, "cublasGemmStridedBatchedEx: status %d\n", static_cast<int>(st));
-          std::exit(1);
-        }
+    for (const cuda::Fp4CodeLayout layout : layouts) {
+      w.layout = layout;
+      const char* layout_name = layout == cuda::Fp4CodeLayout::kPacked ? "packed" : "mma-pairs";
+      std::vector<int64_t> offsets(experts + 1);
+      for (int64_t e = 0; e <= experts; ++e) offsets[e] = e * t;
+      cuda::Fp4GroupedGemmArgs args;
+      args.x_dev = x.as<uint16_t>();
+      args.total_tokens = experts * t;
+      args.expert_offsets = offsets.data();
+      args.weights = &w;
+      args.y_dev = y.data();
+      args.y_type = cuda::ElemType::kBf16;
+      args.stream = c.stream;
+      cuda::Fp4GemmPath used = cuda::Fp4GemmPath::kAuto;
+      const bool decode = t <= 16;
+      const int iters = decode ? 20 : 5;
+      const float ms = TimeMs(c.stream, iters, [&] {
+        CheckStatus(cuda::Fp4GroupedGemm(*c.fp4, args, &used), "Fp4GroupedGemm");
       });
-      base = flops / (bms * 1e-3) / 1e12;
-      ratio = tflops / base;
-    }
-    const char* kind = decode ? "decode" : "prefill";
-    if (c.json) {
-      std::printf(
-          "{\"bench\":\"fp4_gpu\",\"device\":\"%s\",\"case\":\"%s\",\"n\":%lld,\"k\":%lld,"
-          "\"experts\":%lld,\"tokens_per_expert\":%lld,\"path\":\"%s\",\"ms\":%.4f,"
-          "\"tflops\":%.2f,\"weight_gbs\":%.1f,\"baseline\":\"%s\",\"baseline_value\":%.2f,"
-          "\"ratio\":%.3f,\"copy_gbs\":%.1f,\"ratio_copy\":%.3f}\n",
-          c.device.c_str(), kind, static_cast<long long>(n), static_cast<long long>(k),
-          static_cast<long long>(experts), static_cast<long long>(t), cuda::Fp4GemmPathName(used),
-          ms, tflops, weight_gbs, decode ? "read_gbs" : "cublas_bf16_tflops", base, ratio,
-          c.copy_gbs, weight_gbs / c.copy_gbs);
-    } else {
-      std::printf("%-7s [%5lld x %5lld] x %3lld experts, %3lld tok/expert  %-14s %8.3f ms  ", kind,
-                  static_cast<long long>(n), static_cast<long long>(k),
-                  static_cast<long long>(experts), static_cast<long long>(t),
-                  cuda::Fp4GemmPathName(used), ms);
+      CheckStatus(cuda::SynchronizeStream(c.stream, "bench"), "bench");
+      const double flops = 2.0 * experts * t * n * k;
+      const double tflops = flops / (ms * 1e-3) / 1e12;
+      const double weight_gbs = (packed_bytes + scale_bytes) / (ms * 1e-3) / 1e9;
+      double base = 0, ratio = 0;
       if (decode) {
-        std::printf("%7.1f GB/s weights = %.2fx read (%.0f GB/s), %.2fx copy r+w\n", weight_gbs,
-                    ratio, base, weight_gbs / c.copy_gbs);
+        base = c.read_gbs;
+        ratio = weight_gbs / c.read_gbs;
       } else {
-        std::printf("%7.1f TFLOP/s = %.2fx cuBLAS BF16 (%.1f TFLOP/s)\n", tflops, ratio, base);
+        const float alpha = 1.0f, beta = 0.0f;
+        const float bms = TimeMs(c.stream, iters, [&] {
+          const cublasStatus_t st = cublasGemmStridedBatchedEx(
+              c.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, t, k, &alpha, wb.data(), CUDA_R_16BF, k, n * k,
+              x.data(), CUDA_R_16BF, k, t * k, &beta, y.data(), CUDA_R_16BF, n, t * n, experts,
+              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+          if (st != CUBLAS_STATUS_SUCCESS) {
+            std::fprintf(stderr, "cublasGemmStridedBatchedEx: status %d\n", static_cast<int>(st));
+            std::exit(1);
+          }
+        });
+        base = flops / (bms * 1e-3) / 1e12;
+        ratio = tflops / base;
       }
+      const char* kind = decode ? "decode" : "prefill";
+      if (c.json) {
+        std::printf(
+            "{\"bench\":\"fp4_gpu\",\"device\":\"%s\",\"case\":\"%s\",\"n\":%lld,\"k\":%lld,"
+            "\"experts\":%lld,\"tokens_per_expert\":%lld,\"path\":\"%s\",\"layout\":\"%s\","
+            "\"ms\":%.4f,"
+            "\"tflops\":%.2f,\"weight_gbs\":%.1f,\"baseline\":\"%s\",\"baseline_value\":%.2f,"
+            "\"ratio\":%.3f,\"copy_gbs\":%.1f,\"ratio_copy\":%.3f}\n",
+            c.device.c_str(), kind, static_cast<long long>(n), static_cast<long long>(k),
+            static_cast<long long>(experts), static_cast<long long>(t), cuda::Fp4GemmPathName(used),
+            layout_name, ms, tflops, weight_gbs, decode ? "read_gbs" : "cublas_bf16_tflops", base,
+            ratio, c.copy_gbs, weight_gbs / c.copy_gbs);
+      } else {
+        std::printf("%-7s [%5lld x %5lld] x %3lld experts, %3lld tok/expert  %-14s %-9s %8.3f ms  ",
+                    kind, static_cast<long long>(n), static_cast<long long>(k),
+                    static_cast<long long>(experts), static_cast<long long>(t),
+                    cuda::Fp4GemmPathName(used), layout_name, ms);
+        if (decode) {
+          std::printf("%7.1f GB/s weights = %.2fx read (%.0f GB/s), %.2fx copy r+w\n", weight_gbs,
+                      ratio, base, weight_gbs / c.copy_gbs);
+        } else {
+          std::printf("%7.1f TFLOP/s = %.2fx cuBLAS BF16 (%.1f TFLOP/s)\n", tflops, ratio, base);
+        }
+      }
+      std::fflush(stdout);
     }
-    std::fflush(stdout);
   }
 }
 

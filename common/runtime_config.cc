@@ -106,6 +106,8 @@ Status ParseRuntimeConfigYaml(const std::string& text, const std::string& origin
     const YAML::Node& v = kv.second;
     if (key == "log_level") {
       RETURN_IF_ERROR(ReadScalar(v, key, origin, "a string", &config->log_level));
+    } else if (key == "log_format") {
+      RETURN_IF_ERROR(ReadScalar(v, key, origin, "a string", &config->log_format));
     } else if (key == "num_threads") {
       RETURN_IF_ERROR(ReadScalar(v, key, origin, "an integer", &config->num_threads));
     } else if (key == "max_seq_len") {
@@ -120,8 +122,8 @@ Status ParseRuntimeConfigYaml(const std::string& text, const std::string& origin
     } else {
       return InvalidArgumentError(
           origin + ": unknown key '" + key +
-          "' (known: log_level, num_threads, max_seq_len, max_batch_tokens, expert_format, "
-          "cluster)");
+          "' (known: log_level, log_format, num_threads, max_seq_len, max_batch_tokens, "
+          "expert_format, cluster)");
     }
   }
   return ValidateRuntimeConfig(*config).WithContext(origin);
@@ -136,6 +138,9 @@ Status LoadRuntimeConfigYaml(const std::string& path, RuntimeConfig* config) {
 Status ApplyRuntimeConfigEnv(RuntimeConfig* config) {
   if (const char* level = std::getenv("SWITCHYARD_LOG_LEVEL"); level && *level) {
     config->log_level = level;
+  }
+  if (const char* format = std::getenv("SWITCHYARD_LOG_FORMAT"); format && *format) {
+    config->log_format = format;
   }
   int64_t threads = config->num_threads;
   RETURN_IF_ERROR(ParseEnvInt("SWITCHYARD_NUM_THREADS", &threads));
@@ -153,6 +158,10 @@ Status ValidateRuntimeConfig(const RuntimeConfig& config) {
   if (!ParseLogLevel(config.log_level, &level)) {
     return InvalidArgumentError("log_level '" + config.log_level +
                                 "' is not one of trace, debug, info, warn, error, off");
+  }
+  LogFormat format;
+  if (!ParseLogFormat(config.log_format, &format)) {
+    return InvalidArgumentError("log_format '" + config.log_format + "' is not one of text, json");
   }
   if (config.num_threads < 0 || config.num_threads > 4096) {
     return InvalidArgumentError("num_threads must be in [0, 4096], got " +
@@ -225,6 +234,7 @@ Status ValidateClusterConfig(const ClusterConfig& c) {
 std::string RuntimeConfigToYaml(const RuntimeConfig& config) {
   std::ostringstream out;
   out << "log_level: " << config.log_level << "\n"
+      << "log_format: " << config.log_format << "\n"
       << "num_threads: " << config.num_threads << "\n"
       << "max_seq_len: " << config.max_seq_len << "\n"
       << "max_batch_tokens: " << config.max_batch_tokens << "\n"

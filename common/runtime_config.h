@@ -35,6 +35,7 @@ struct ClusterConfig {
 
 struct RuntimeConfig {
   std::string log_level = "info";     // trace|debug|info|warn|error|off
+  std::string log_format = "text";    // text | json (one JSON object per line)
   int num_threads = 0;                // compute threads; 0 = all online cores
   int64_t max_seq_len = 4096;         // KV-cache capacity per sequence, in tokens
   int64_t max_batch_tokens = 8192;    // most tokens in one forward step (prefill chunks + decodes)

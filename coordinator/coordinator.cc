@@ -123,7 +123,9 @@ Status Coordinator::Start(std::vector<std::unique_ptr<ControlChannel>> channels)
   inbox_ = std::make_unique<ChannelInbox>(channels_);
   loads_ = std::make_unique<ExpertLoadWindow>(plan_.moe_layers.size(), plan_.num_logical_experts,
                                               cluster.load_window_steps);
-  return WaitReady();
+  RETURN_IF_ERROR(WaitReady());
+  running_ = true;
+  return OkStatus();
 }
 
 Status Coordinator::WaitReady() {
@@ -204,6 +206,7 @@ Status Coordinator::WorkerFailure(int rank, const std::string& why) {
 void Coordinator::Abort(const std::string& reason) {
   if (failed_) return;
   failed_ = true;
+  running_ = false;
   for (auto& ch : channels_) {
     if (ch) (void)ch->Send(EncodeAbort(reason), Deadline::After(std::chrono::seconds(1)));
   }
@@ -219,6 +222,7 @@ void Coordinator::Shutdown() {
     }
   }
   shut_down_ = true;
+  running_ = false;
   for (auto& ch : channels_) {
     if (ch) ch->Close();
   }
@@ -229,38 +233,87 @@ std::vector<std::vector<double>> Coordinator::ExpertLoads() const {
   return loads_ ? loads_->Totals() : std::vector<std::vector<double>>{};
 }
 
+Status Coordinator::ValidateRequest(const GenerationRequest& req, const std::string& where) const {
+  const ModelConfig& c = model_config_;
+  if (req.prompt.empty()) return InvalidArgumentError(where + "empty prompt");
+  for (size_t i = 0; i < req.prompt.size(); ++i) {
+    if (req.prompt[i] < 0 || req.prompt[i] >= c.vocab_size) {
+      return InvalidArgumentError(
+          where + "prompt token " + std::to_string(i) + " = " + std::to_string(req.prompt[i]) +
+          " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+    }
+  }
+  if (req.max_new_tokens < 0 ||
+      req.max_new_tokens > runtime_.max_seq_len - static_cast<int64_t>(req.prompt.size())) {
+    return InvalidArgumentError(where + "max_new_tokens must be >= 0 and prompt (" +
+                                std::to_string(req.prompt.size()) + ") + max_new_tokens (" +
+                                std::to_string(req.max_new_tokens) + ") within max_seq_len " +
+                                std::to_string(runtime_.max_seq_len));
+  }
+  return ValidateSamplingParams(req.sampling).WithContext(where + "sampling");
+}
+
+StatusOr<StepOutcome> Coordinator::RunStep(std::vector<std::vector<WorkRequest>> add,
+                                           std::vector<std::vector<int64_t>> release,
+                                           bool want_logits) {
+  const int n = runtime_.cluster.workers;
+  if (!inbox_ || failed_ || shut_down_) {
+    return FailedPreconditionError(
+        "the coordinator is not running (start failed, aborted or shut down)");
+  }
+  if (static_cast<int>(add.size()) != n || static_cast<int>(release.size()) != n) {
+    return InvalidArgumentError("RunStep needs one add and one release list per worker");
+  }
+  const int64_t step = next_step_++;
+  for (int w = 0; w < n; ++w) {
+    StepMsg msg;
+    msg.step = step;
+    msg.add = std::move(add[w]);
+    msg.release = std::move(release[w]);
+    msg.want_logits = want_logits;
+    Status s = channels_[w]->Send(EncodeStep(msg), Deadline::After(kSendTimeout));
+    if (!s.ok()) return WorkerFailure(w, s.message());
+  }
+  const auto step_timeout = std::chrono::milliseconds(runtime_.cluster.step_timeout_ms);
+  StepOutcome out;
+  out.tokens.resize(n);
+  std::vector<bool> replied(n, false);
+  int replies = 0;
+  const Deadline deadline = Deadline::After(step_timeout);
+  while (replies < n) {
+    int rank = -1;
+    auto text = NextMessage(deadline, &rank);
+    if (!text.ok()) {
+      if (text.status().code() != StatusCode::kDeadlineExceeded) return text.status();
+      int late = 0;
+      while (replied[late]) ++late;
+      return WorkerFailure(late, "no result for step " + std::to_string(step) +
+                                     " within cluster.step_timeout_ms (" +
+                                     std::to_string(step_timeout.count()) + " ms)");
+    }
+    StepResultMsg res;
+    Status s = DecodeStepResult(*text, channels_[rank]->peer(), &res);
+    if (s.ok() && (res.step != step || replied[rank])) {
+      s = InvalidArgumentError("answered step " + std::to_string(res.step) + " during step " +
+                               std::to_string(step));
+    }
+    if (s.ok()) s = loads_->Add(res.expert_counts);
+    if (!s.ok()) return WorkerFailure(rank, s.message());
+    replied[rank] = true;
+    ++replies;
+    out.batch_tokens += res.batch_tokens;
+    out.tokens[rank] = std::move(res.tokens);
+  }
+  loads_->EndStep();
+  return out;
+}
+
 BatchOutcome Coordinator::Generate(const std::vector<GenerationRequest>& requests,
                                    bool keep_logits) {
   BatchOutcome out;
-  const ModelConfig& c = model_config_;
   for (size_t r = 0; r < requests.size(); ++r) {
-    const auto& req = requests[r];
-    const std::string where = "request " + std::to_string(r) + ": ";
-    if (req.prompt.empty()) {
-      out.status = InvalidArgumentError(where + "empty prompt");
-      return out;
-    }
-    for (size_t i = 0; i < req.prompt.size(); ++i) {
-      if (req.prompt[i] < 0 || req.prompt[i] >= c.vocab_size) {
-        out.status = InvalidArgumentError(
-            where + "prompt token " + std::to_string(i) + " = " + std::to_string(req.prompt[i]) +
-            " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
-        return out;
-      }
-    }
-    if (req.max_new_tokens < 0 ||
-        req.max_new_tokens > runtime_.max_seq_len - static_cast<int64_t>(req.prompt.size())) {
-      out.status = InvalidArgumentError(
-          where + "max_new_tokens must be >= 0 and prompt (" + std::to_string(req.prompt.size()) +
-          ") + max_new_tokens (" + std::to_string(req.max_new_tokens) + ") within max_seq_len " +
-          std::to_string(runtime_.max_seq_len));
-      return out;
-    }
-    Status s = ValidateSamplingParams(req.sampling).WithContext(where + "sampling");
-    if (!s.ok()) {
-      out.status = s;
-      return out;
-    }
+    out.status = ValidateRequest(requests[r], "request " + std::to_string(r) + ": ");
+    if (!out.status.ok()) return out;
   }
   if (!inbox_ || failed_ || shut_down_) {
     out.status = FailedPreconditionError(
@@ -285,57 +338,18 @@ BatchOutcome Coordinator::Generate(const std::vector<GenerationRequest>& request
     ++remaining;
   }
   const auto start = TransportClock::now();
-  const auto step_timeout = std::chrono::milliseconds(runtime_.cluster.step_timeout_ms);
   while (remaining > 0) {
-    const int64_t step = next_step_++;
     const auto t0 = TransportClock::now();
-    for (int w = 0; w < n; ++w) {
-      StepMsg msg;
-      msg.step = step;
-      msg.add = std::move(pending[w]);
-      pending[w].clear();
-      msg.want_logits = keep_logits;
-      Status s = channels_[w]->Send(EncodeStep(msg), Deadline::After(kSendTimeout));
-      if (!s.ok()) {
-        out.status = WorkerFailure(w, s.message());
-        return out;
-      }
+    auto step = RunStep(std::move(pending), std::vector<std::vector<int64_t>>(n), keep_logits);
+    pending.assign(n, {});
+    if (!step.ok()) {
+      out.status = step.status();
+      return out;
     }
-    std::vector<bool> replied(n, false);
-    int replies = 0;
-    int64_t batch_tokens = 0, tokens_out = 0;
-    const Deadline deadline = Deadline::After(step_timeout);
-    while (replies < n) {
-      int rank = -1;
-      auto text = NextMessage(deadline, &rank);
-      if (!text.ok()) {
-        if (text.status().code() == StatusCode::kDeadlineExceeded) {
-          int late = 0;
-          while (replied[late]) ++late;
-          out.status = WorkerFailure(late, "no result for step " + std::to_string(step) +
-                                               " within cluster.step_timeout_ms (" +
-                                               std::to_string(step_timeout.count()) + " ms)");
-        } else {
-          out.status = text.status();
-        }
-        return out;
-      }
-      StepResultMsg res;
-      Status s = DecodeStepResult(*text, channels_[rank]->peer(), &res);
-      if (s.ok() && (res.step != step || replied[rank])) {
-        s = InvalidArgumentError("answered step " + std::to_string(res.step) + " during step " +
-                                 std::to_string(step));
-      }
-      if (s.ok()) s = loads_->Add(res.expert_counts);
-      if (!s.ok()) {
-        out.status = WorkerFailure(rank, s.message());
-        return out;
-      }
-      replied[rank] = true;
-      ++replies;
-      batch_tokens += res.batch_tokens;
-      const auto now = TransportClock::now();
-      for (auto& t : res.tokens) {
+    int64_t tokens_out = 0;
+    const auto now = TransportClock::now();
+    for (int rank = 0; rank < n; ++rank) {
+      for (auto& t : step->tokens[rank]) {
         if (t.id < 0 || t.id >= static_cast<int64_t>(requests.size()) || out.finished[t.id] ||
             owner[t.id] != rank) {
           out.status = WorkerFailure(
@@ -354,10 +368,10 @@ BatchOutcome Coordinator::Generate(const std::vector<GenerationRequest>& request
         }
       }
     }
-    loads_->EndStep();
     ++out.stats.steps;
     const double secs = Seconds(t0, TransportClock::now());
-    (batch_tokens == tokens_out ? out.stats.decode_seconds : out.stats.prefill_seconds) += secs;
+    (step->batch_tokens == tokens_out ? out.stats.decode_seconds : out.stats.prefill_seconds) +=
+        secs;
   }
   for (const auto& g : out.results) out.stats.generated_tokens += g.tokens.size();
   LogLoadSummary();

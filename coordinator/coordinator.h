@@ -8,6 +8,7 @@
 // reason; the surviving workers get `abort`; results of the requests already finished are kept.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -42,6 +43,12 @@ struct BatchOutcome {
   Status status;
 };
 
+// What one lockstep step produced: the tokens of every worker (by rank) and the batch size.
+struct StepOutcome {
+  std::vector<std::vector<TokenOut>> tokens;  // [rank]
+  int64_t batch_tokens = 0;                   // tokens forwarded over all workers
+};
+
 class Coordinator {
  public:
   // `runtime.has_cluster` must hold. `clock` (heartbeat ages) must outlive the coordinator.
@@ -61,6 +68,25 @@ class Coordinator {
   // On a worker failure: outcome.status names the rank and why, unfinished requests keep
   // finished[i] = false, and the workers are aborted (the coordinator is then unusable).
   BatchOutcome Generate(const std::vector<GenerationRequest>& requests, bool keep_logits = false);
+
+  // Checks one request against the model and runtime limits (what Generate checks per request):
+  // InvalidArgument prefixed by `where`. Thread-safe after Start.
+  Status ValidateRequest(const GenerationRequest& req, const std::string& where) const;
+
+  // One lockstep step: worker w first drops `release[w]` (cancelled request ids, KV freed),
+  // starts `add[w]`, then every worker runs one forward step; waits for every `step_done`
+  // (bounded by cluster.step_timeout_ms). Both vectors have one entry per worker. Request ids are
+  // the caller's, unique among running requests. Blocking; one caller at a time (not
+  // thread-safe). Errors: a worker failure (Unavailable naming the rank; the workers are aborted
+  // and the coordinator is unusable), FailedPrecondition when not running.
+  StatusOr<StepOutcome> RunStep(std::vector<std::vector<WorkRequest>> add,
+                                std::vector<std::vector<int64_t>> release, bool want_logits);
+
+  // True after a successful Start until a failure or Shutdown. Thread-safe.
+  bool healthy() const { return running_.load(); }
+  int num_workers() const { return runtime_.cluster.workers; }
+  const ModelConfig& model_config() const { return model_config_; }
+  const RuntimeConfig& runtime() const { return runtime_; }
 
   // Sends `shutdown` to every worker and closes the channels. Idempotent.
   void Shutdown();
@@ -91,6 +117,7 @@ class Coordinator {
   int64_t next_step_ = 0;
   bool failed_ = false;
   bool shut_down_ = false;
+  std::atomic<bool> running_{false};
 };
 
 }  // namespace switchyard

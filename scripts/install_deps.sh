@@ -14,7 +14,7 @@ APT_PACKAGES=(
   clang-format python3 python3-pip
   slurm-wlm munge
 )
-PIP_PACKAGES=(numpy ml_dtypes)
+PIP_PACKAGES=(numpy ml_dtypes openai==2.8.1 prometheus_client)
 # Pinned: transformers 4.56 writes the hub layout (one tensor per expert) and supports all three
 # families; torch 2.8 is its contemporary.
 # tokenizers 0.22.2 trains the tokenizer fixtures (tests/tokenizer/make_tokenizers.py) and is the

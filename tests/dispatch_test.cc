@@ -497,6 +497,71 @@ void CaseIntegrityOnChangesNothing(Transport& t) {
   }
 }
 
+// The BF16 path (DispatchBf16 / CombineBf16: rows read in place, sent as they are) against the
+// FP32 API with BF16 transit, which CheckedRound checks against both references. Ranks mix the
+// two paths in the same collective (same wire), with and without integrity and with large rows
+// (two exchanges). The views must equal the FP32 rows widened, and the combined output must be
+// bitwise the FP32 API's.
+void CaseBf16InPlaceMatchesF32Api(Transport& t) {
+  const int32_t me = t.rank();
+  for (uint32_t trial = 0; trial < 8; ++trial) {
+    const DispatcherOptions options{.integrity = trial % 4 == 3};
+    RankState plain(options), fast(options);
+    ScenarioSpec spec;
+    spec.seed = 700 + trial;
+    spec.hidden = trial < 6 ? (trial % 2 ? 130 : 33) : 2048;
+    spec.topk = 1 + static_cast<int32_t>(trial % 4);
+    spec.zero_tokens = [trial](int r) { return (trial + r) % 5 == 0; };
+    const Scenario s = MakeScenario(t.world_size(), spec);
+    const std::string label = "bf16 trial " + std::to_string(trial);
+    CheckedRound(t, plain, s, ReplicaPolicy::kBalance, kBF16, kBF16, label, trial);
+
+    const int64_t h = s.hidden;
+    const bool use_bf16 = (trial + me) % 2 == 0;  // this rank's path in the mixed round
+    std::vector<uint16_t> xb(s.x[me].size());
+    for (size_t i = 0; i < xb.size(); ++i) xb[i] = F32ToBf16(s.x[me][i]);
+    auto layout = ComputeDispatchLayout(s.idx[me].data(), s.weights[me].data(), s.tokens[me],
+                                        s.topk, s.placement, ReplicaPolicy::kBalance, me);
+    ASSERT_TRUE(layout.ok()) << label;
+    Status status = use_bf16 ? fast.dispatcher.DispatchBf16(t, trial, *layout, xb.data(), h,
+                                                            OpDeadline(), &fast.received)
+                             : fast.dispatcher.Dispatch(t, trial, *layout, s.x[me].data(), h, kBF16,
+                                                        OpDeadline(), &fast.received);
+    ASSERT_TRUE(status.ok()) << label << ": " << status.ToString();
+    ReceivedTokens& got = fast.received;
+    ASSERT_EQ(got.num_rows(), plain.received.num_rows()) << label;
+    EXPECT_EQ(got.entry_row, plain.received.entry_row) << label;
+    EXPECT_EQ(got.expert_entries, plain.received.expert_entries) << label;
+    EXPECT_EQ(got.row_source_token, plain.received.row_source_token) << label;
+    if (use_bf16) {
+      ASSERT_TRUE(got.rows.empty()) << label;
+      ASSERT_EQ(static_cast<int64_t>(got.bf16_rows.size()), got.num_rows()) << label;
+      got.rows.resize(got.num_rows() * h);  // widen the views for the experts (and the check)
+      for (int64_t r = 0; r < got.num_rows(); ++r) {
+        for (int64_t i = 0; i < h; ++i) got.rows[r * h + i] = Bf16ToF32(got.row_bf16(r)[i]);
+      }
+    } else {
+      EXPECT_TRUE(got.bf16_rows.empty()) << label;
+    }
+    ASSERT_EQ(0, std::memcmp(got.rows.data(), plain.received.rows.data(), 4 * got.rows.size()))
+        << label << ": the received rows differ";
+    RunLocalExperts(s, me, got, fast.entry_out, fast.row_out);
+    fast.out.assign(s.tokens[me] * h, std::nanf(""));
+    if (use_bf16) {
+      std::vector<uint16_t> row_out_bf16(fast.row_out.size());
+      for (size_t i = 0; i < row_out_bf16.size(); ++i) {
+        row_out_bf16[i] = F32ToBf16(fast.row_out[i]);
+      }
+      status = fast.dispatcher.CombineBf16(t, row_out_bf16.data(), OpDeadline(), fast.out.data());
+    } else {
+      status =
+          fast.dispatcher.Combine(t, fast.row_out.data(), kBF16, OpDeadline(), fast.out.data());
+    }
+    ASSERT_TRUE(status.ok()) << label << ": " << status.ToString();
+    EXPECT_EQ(0, std::memcmp(fast.out.data(), plain.out.data(), 4 * plain.out.size())) << label;
+  }
+}
+
 // FP8 dispatch moves about half the bytes of BF16: counted by a decorator around the transport,
 // and equal to what the dispatcher reports.
 void CaseFp8MovesHalfTheBytes(Transport& inner) {
@@ -596,6 +661,7 @@ const std::vector<DispatchCase>& DispatchCases() {
       {"IntegrityOnChangesNothing", 1, CaseIntegrityOnChangesNothing},
       {"Fp8MovesHalfTheBytes", 1, CaseFp8MovesHalfTheBytes},
       {"EagerSizeAdapts", 1, CaseEagerSizeAdapts},
+      {"Bf16InPlaceMatchesF32Api", 1, CaseBf16InPlaceMatchesF32Api},
   };
   return cases;
 }

@@ -59,10 +59,12 @@ std::vector<float> ReferenceActivations(const std::vector<uint16_t>& x_bf16, int
   return x;
 }
 
-void RunProblem(cuda::Fp4GemmContext& ctx, const Problem& p, uint32_t seed) {
+void RunProblemIn(cuda::Fp4GemmContext& ctx, const Problem& p, uint32_t seed,
+                  cuda::Fp4CodeLayout layout) {
   SCOPED_TRACE(std::string(cpu::Fp4FormatName(p.format)) + " N=" + std::to_string(p.n) +
                " K=" + std::to_string(p.k) + " experts=" + std::to_string(p.tokens.size()) +
-               " path=" + cuda::Fp4GemmPathName(p.path));
+               " path=" + cuda::Fp4GemmPathName(p.path) +
+               " layout=" + (layout == cuda::Fp4CodeLayout::kMmaPairs ? "mma-pairs" : "packed"));
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const int64_t experts = static_cast<int64_t>(p.tokens.size());
@@ -85,7 +87,7 @@ void RunProblem(cuda::Fp4GemmContext& ctx, const Problem& p, uint32_t seed) {
   std::vector<uint16_t> x_bf16(total * p.k);
   for (auto& v : x_bf16) v = F32ToBf16(normal(rng));
   const bool maybe_lt = p.path != cuda::Fp4GemmPath::kDequantBf16;
-  auto dw = cuda::UploadFp4ExpertWeights(ptrs, /*with_swizzled_scales=*/maybe_lt);
+  auto dw = cuda::UploadFp4ExpertWeights(ptrs, /*with_swizzled_scales=*/maybe_lt, layout);
   ASSERT_TRUE(dw.ok()) << dw.status().ToString();
   cuda::DeviceBuffer x_dev = ToDevice(x_bf16);
   const int64_t out_elem = p.out == cuda::ElemType::kF32 ? 4 : 2;
@@ -145,6 +147,14 @@ void RunProblem(cuda::Fp4GemmContext& ctx, const Problem& p, uint32_t seed) {
     }
   }
   EXPECT_EQ(failures, 0);
+}
+
+// The dequant path runs in both code layouts; the others take the packed one only.
+void RunProblem(cuda::Fp4GemmContext& ctx, const Problem& p, uint32_t seed) {
+  RunProblemIn(ctx, p, seed, cuda::Fp4CodeLayout::kPacked);
+  if (p.path == cuda::Fp4GemmPath::kDequantBf16) {
+    RunProblemIn(ctx, p, seed, cuda::Fp4CodeLayout::kMmaPairs);
+  }
 }
 
 const cpu::Fp4Format kFormats[] = {cpu::Fp4Format::kNvFp4, cpu::Fp4Format::kMxFp4};

@@ -69,6 +69,21 @@ bool ValidDtype(int64_t d) { return d >= 0 && d <= static_cast<int64_t>(PayloadD
 Status Dispatcher::Dispatch(Transport& t, int64_t layer, const DispatchLayout& layout,
                             const float* hidden_states, int64_t hidden, PayloadDtype dtype,
                             Deadline deadline, ReceivedTokens* received) {
+  return DispatchImpl(t, layer, layout, hidden_states, nullptr, /*bf16_in=*/false, hidden, dtype,
+                      deadline, received);
+}
+
+Status Dispatcher::DispatchBf16(Transport& t, int64_t layer, const DispatchLayout& layout,
+                                const uint16_t* hidden_states, int64_t hidden, Deadline deadline,
+                                ReceivedTokens* received) {
+  return DispatchImpl(t, layer, layout, nullptr, hidden_states, /*bf16_in=*/true, hidden,
+                      PayloadDtype::kBF16, deadline, received);
+}
+
+Status Dispatcher::DispatchImpl(Transport& t, int64_t layer, const DispatchLayout& layout,
+                                const float* hidden_states, const uint16_t* bf16_states,
+                                bool bf16_in, int64_t hidden, PayloadDtype dtype, Deadline deadline,
+                                ReceivedTokens* received) {
   ready_ = false;
   traffic_.dispatch_payload_bytes = traffic_.dispatch_transport_bytes = 0;
   traffic_.dispatch_exchanges = 0;
@@ -95,7 +110,8 @@ Status Dispatcher::Dispatch(Transport& t, int64_t layer, const DispatchLayout& l
     bad = InvalidArgumentError(where() + ": layer must be >= 0");
   } else if (!ValidDtype(static_cast<int64_t>(dtype))) {
     bad = InvalidArgumentError(where() + ": unknown payload dtype");
-  } else if (layout.num_tokens > 0 && hidden_states == nullptr) {
+  } else if (layout.num_tokens > 0 &&
+             (bf16_in ? bf16_states == nullptr : hidden_states == nullptr)) {
     bad = InvalidArgumentError(where() + ": null hidden states for " +
                                std::to_string(layout.num_tokens) + " tokens");
   } else if (layout.num_tokens >= (int64_t{1} << 31)) {
@@ -106,7 +122,8 @@ Status Dispatcher::Dispatch(Transport& t, int64_t layer, const DispatchLayout& l
     eager_bytes_ = kInitialEagerBytes;  // the peers' calls fail too (they wait for this rank)
     return bad;
   }
-  const Status exchanged = Exchange(t, layer, layout, hidden_states, hidden, dtype, deadline);
+  const Status exchanged =
+      Exchange(t, layer, layout, hidden_states, bf16_states, hidden, dtype, deadline);
   if (!exchanged.ok()) {
     eager_bytes_ = kInitialEagerBytes;
     Quarantine(std::move(send_buf_));
@@ -144,7 +161,7 @@ Status Dispatcher::Dispatch(Transport& t, int64_t layer, const DispatchLayout& l
         ", integrity " + (options_.integrity ? "on" : "off") + "): peers disagree: " + detail);
   }
   if (options_.integrity) RETURN_IF_ERROR(VerifyDispatchRows(me, layer));
-  RETURN_IF_ERROR(Unpack(me, layout, hidden_states, hidden, dtype, received));
+  RETURN_IF_ERROR(Unpack(me, layout, hidden_states, bf16_states, bf16_in, hidden, dtype, received));
 
   // Bookkeeping for Combine.
   layer_ = layer;
@@ -160,7 +177,8 @@ Status Dispatcher::Dispatch(Transport& t, int64_t layer, const DispatchLayout& l
 }
 
 Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& layout,
-                            const float* x, int64_t hidden, PayloadDtype dtype, Deadline deadline) {
+                            const float* x, const uint16_t* xb, int64_t hidden, PayloadDtype dtype,
+                            Deadline deadline) {
   const int n = t.world_size(), me = t.rank();
   const bool integrity = options_.integrity;
   const auto codec = ToCodec(dtype);
@@ -197,7 +215,11 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
     std::byte* body = msg + kHeaderBytes;
     for (int64_t row = first; row < last; ++row) {
       const int64_t tok = layout.row_token_idx[row];
-      dispatch_codec::EncodeRow(x + tok * hidden, hidden, codec, body + (row - first) * rb);
+      if (xb != nullptr) {  // BF16 in: already the transit format (null only without rows)
+        std::memcpy(body + (row - first) * rb, xb + tok * hidden, rb);
+      } else {
+        dispatch_codec::EncodeRow(x + tok * hidden, hidden, codec, body + (row - first) * rb);
+      }
     }
     std::memset(body + rows * rb, 0, b.meta - rows * rb);
     for (int64_t row = first; row < last; ++row) {

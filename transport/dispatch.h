@@ -133,9 +133,18 @@ struct ReceivedTokens {
   std::vector<int64_t> expert_prefix;   // [num_local_experts + 1]
   std::vector<int64_t> expert_entries;  // [num_entries()] entry indices
 
+  // DispatchBf16 only (then `rows` stays empty): row i's BF16 values read in place, without a
+  // copy: rows from other ranks point into the dispatcher's receive buffer, rows this rank sent
+  // itself into the caller's hidden states. Valid until the next Dispatch/DispatchBf16/Combine/
+  // CombineBf16 call on the same dispatcher (or until the caller's hidden states change or go
+  // away). Empty after an FP32-input Dispatch.
+  std::vector<const uint16_t*> bf16_rows;  // [num_rows()]
+
   int64_t num_rows() const { return static_cast<int64_t>(entry_prefix.size()) - 1; }
   int64_t num_entries() const { return static_cast<int64_t>(entry_row.size()); }
+  // Row i widened to FP32 (after Dispatch) / in BF16 (after DispatchBf16).
   const float* row(int64_t i) const { return rows.data() + i * hidden; }
+  const uint16_t* row_bf16(int64_t i) const { return bf16_rows[i]; }
   // Entry indices feeding local expert e.
   std::span<const int64_t> ExpertEntries(int32_t e) const {
     return std::span<const int64_t>(expert_entries)
@@ -198,15 +207,42 @@ class Dispatcher {
   Status Combine(Transport& t, const float* row_out, PayloadDtype dtype, Deadline deadline,
                  float* out);
 
+  // The BF16 path (as DeepEP takes BF16 tensors): the same collective and wire format as
+  // Dispatch with dtype kBF16 (ranks may mix the two calls), but the caller hands BF16 hidden
+  // states [layout.num_tokens, hidden] (bit patterns, common/dtype.h) which are sent as they are,
+  // and `received` gets no FP32 copy: `received->bf16_rows` point at the rows in place (see
+  // ReceivedTokens) and `received->rows` is emptied. Saves the conversions and the unpack copy.
+  // Same arguments, blocking, errors and thread-safety as Dispatch; the hidden states must stay
+  // unchanged while the views are used.
+  Status DispatchBf16(Transport& t, int64_t layer, const DispatchLayout& layout,
+                      const uint16_t* hidden_states, int64_t hidden, Deadline deadline,
+                      ReceivedTokens* received);
+
+  // The BF16 path of Combine (combine dtype kBF16, the same wire as Combine(..., kBF16, ...)):
+  // row_out [received.num_rows(), hidden] holds the experts' combined rows already in BF16 and is
+  // sent as it is (one copy per peer instead of a conversion per row); out is FP32 as in Combine,
+  // summed in the same order, so the result equals Combine(widened row_out, kBF16) bitwise.
+  // row_out must not point into the received views (the exchange reuses that buffer). Works after
+  // Dispatch or DispatchBf16. Same blocking, errors and thread-safety as Combine.
+  Status CombineBf16(Transport& t, const uint16_t* row_out, Deadline deadline, float* out);
+
   const DispatcherOptions& options() const { return options_; }
   // Bytes handed to the transport by the last Dispatch and Combine (zeros before the first).
   const DispatchTraffic& last_traffic() const { return traffic_; }
 
  private:
+  // x: FP32 hidden states, or (bf16_in) xb: BF16 ones sent as they are (dtype kBF16).
+  Status DispatchImpl(Transport& t, int64_t layer, const DispatchLayout& layout, const float* x,
+                      const uint16_t* xb, bool bf16_in, int64_t hidden, PayloadDtype dtype,
+                      Deadline deadline, ReceivedTokens* received);
   Status Exchange(Transport& t, int64_t layer, const DispatchLayout& layout, const float* x,
-                  int64_t hidden, PayloadDtype dtype, Deadline deadline);
-  Status Unpack(int me, const DispatchLayout& layout, const float* x, int64_t hidden,
-                PayloadDtype dtype, ReceivedTokens* received);
+                  const uint16_t* xb, int64_t hidden, PayloadDtype dtype, Deadline deadline);
+  // in_place: BF16 in (xb; null when there are no tokens), views instead of FP32 rows.
+  Status Unpack(int me, const DispatchLayout& layout, const float* x, const uint16_t* xb,
+                bool in_place, int64_t hidden, PayloadDtype dtype, ReceivedTokens* received);
+  // row_out: FP32, or (rb non-null) BF16 rows sent as they are (dtype kBF16).
+  Status CombineImpl(Transport& t, const float* row_out, const uint16_t* rb, PayloadDtype dtype,
+                     Deadline deadline, float* out);
   Status VerifyDispatchRows(int me, int64_t layer);
 
   DispatcherOptions options_;
@@ -219,7 +255,8 @@ class Dispatcher {
   int32_t world_ = 0;
   int64_t hidden_ = 0;
   int64_t num_tokens_ = 0;
-  std::vector<uint8_t> token_started_;     // Combine: token already has its first row
+  std::vector<int64_t> token_row_prefix_;  // Combine: [num_tokens + 1] a token's sent rows are
+  std::vector<int64_t> token_rows_;        // token_rows_[prefix[t] .. prefix[t + 1]), rank order
   std::vector<int64_t> sent_rank_prefix_;  // [world + 1] rows sent to each rank (layout order)
   std::vector<int64_t> sent_row_token_;    // [sent rows] source token of each sent row
   std::vector<int64_t> recv_rank_prefix_;  // [world + 1] rows received from each rank

@@ -26,6 +26,16 @@ void SumEntriesPerRow(const ReceivedTokens& received, const float* entry_out, fl
 
 Status Dispatcher::Combine(Transport& t, const float* row_out, PayloadDtype dtype,
                            Deadline deadline, float* out) {
+  return CombineImpl(t, row_out, nullptr, dtype, deadline, out);
+}
+
+Status Dispatcher::CombineBf16(Transport& t, const uint16_t* row_out, Deadline deadline,
+                               float* out) {
+  return CombineImpl(t, nullptr, row_out, PayloadDtype::kBF16, deadline, out);
+}
+
+Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_t* rb16,
+                               PayloadDtype dtype, Deadline deadline, float* out) {
   const int me = t.rank();
   const int64_t layer = layer_;
   auto where = [me, layer] {
@@ -43,7 +53,7 @@ Status Dispatcher::Combine(Transport& t, const float* row_out, PayloadDtype dtyp
                                 PayloadDtypeName(dtype));
   }
   const int64_t recv_rows = recv_rank_prefix_[n];
-  if (recv_rows > 0 && row_out == nullptr) {
+  if (recv_rows > 0 && row_out == nullptr && rb16 == nullptr) {
     return InvalidArgumentError(where() + ": null expert output for " + std::to_string(recv_rows) +
                                 " received rows");
   }
@@ -80,8 +90,12 @@ Status Dispatcher::Combine(Transport& t, const float* row_out, PayloadDtype dtyp
     if (p == me) continue;
     std::byte* msg = send_buf_.data() + send_offsets_[p];
     const int64_t first = recv_rank_prefix_[p], rows = recv_rank_prefix_[p + 1] - first;
+    if (rb16 != nullptr && rows > 0) {  // BF16 rows, contiguous per source: one copy
+      std::memcpy(msg, rb16 + first * h, rows * rb);
+    }
     for (int64_t i = 0; i < rows; ++i) {
-      dispatch_codec::EncodeRow(row_out + (first + i) * h, h, codec, msg + i * rb);
+      if (rb16 == nullptr)
+        dispatch_codec::EncodeRow(row_out + (first + i) * h, h, codec, msg + i * rb);
       if (integrity) {
         const uint64_t c = CombineRowChecksum(layer, recv_row_token_[first + i], msg + i * rb, rb);
         std::memcpy(msg + rows * rb + 8 * i, &c, 8);
@@ -120,31 +134,49 @@ Status Dispatcher::Combine(Transport& t, const float* row_out, PayloadDtype dtyp
     }
   }
 
-  // Rows by destination rank ascending, so each token sums its ranks' contributions in ascending
-  // rank order, starting from +0: the first contribution zero-fills its row (which then stays in
-  // cache for the addition right after), later ones are added.
-  token_started_.assign(num_tokens_, 0);
+  // Token by token (each output row is written once, while it is in cache): a token sums its
+  // ranks' contributions in ascending rank order, starting from +0 (zero-fill, then add each).
+  // token_row_prefix_ / token_rows_: a counting sort of the sent rows by token, stable, so each
+  // token's rows come by destination rank ascending (rows are grouped by rank in layout order).
+  const int64_t sent_rows = sent_rank_prefix_[n];
+  token_row_prefix_.assign(num_tokens_ + 1, 0);
+  for (int64_t r = 0; r < sent_rows; ++r) ++token_row_prefix_[sent_row_token_[r] + 1];
+  for (int64_t tok = 0; tok < num_tokens_; ++tok) {
+    token_row_prefix_[tok + 1] += token_row_prefix_[tok];
+  }
+  token_rows_.resize(sent_rows);
   for (int p = 0; p < n; ++p) {
-    const int64_t first = sent_rank_prefix_[p], rows = sent_rank_prefix_[p + 1] - first;
-    for (int64_t i = 0; i < rows; ++i) {
-      const int64_t token = sent_row_token_[first + i];
-      float* dst = out + token * h;
-      if (!token_started_[token]) {
-        std::fill(dst, dst + h, 0.0f);
-        token_started_[token] = 1;
-      }
+    for (int64_t r = sent_rank_prefix_[p]; r < sent_rank_prefix_[p + 1]; ++r) {
+      // Fill through the prefix of the token (shifted back below).
+      token_rows_[token_row_prefix_[sent_row_token_[r]]++] = r;
+    }
+  }
+  for (int64_t tok = num_tokens_; tok > 0; --tok)
+    token_row_prefix_[tok] = token_row_prefix_[tok - 1];
+  token_row_prefix_[0] = 0;
+  for (int64_t tok = 0; tok < num_tokens_; ++tok) {
+    float* dst = out + tok * h;
+    std::fill(dst, dst + h, 0.0f);
+    for (int64_t k = token_row_prefix_[tok]; k < token_row_prefix_[tok + 1]; ++k) {
+      const int64_t r = token_rows_[k];
+      int p = 0;
+      while (r >= sent_rank_prefix_[p + 1]) ++p;  // n is small
+      const int64_t i = r - sent_rank_prefix_[p];
       if (p == me) {
         // What this rank returns to itself never leaves it: rounded as transit would.
-        dispatch_codec::RoundTripRow(row_out + (recv_rank_prefix_[me] + i) * h, h, codec, dst,
-                                     /*accumulate=*/true);
+        const int64_t self_row = recv_rank_prefix_[me] + i;
+        if (rb16 != nullptr) {
+          dispatch_codec::DecodeRow(reinterpret_cast<const std::byte*>(rb16 + self_row * h), h,
+                                    codec, dst, /*accumulate=*/true);
+        } else {
+          dispatch_codec::RoundTripRow(row_out + self_row * h, h, codec, dst,
+                                       /*accumulate=*/true);
+        }
       } else {
         dispatch_codec::DecodeRow(recv_buf_.data() + recv_offsets_[p] + i * rb, h, codec, dst,
                                   /*accumulate=*/true);
       }
     }
-  }
-  for (int64_t token = 0; token < num_tokens_; ++token) {
-    if (!token_started_[token]) std::fill(out + token * h, out + (token + 1) * h, 0.0f);
   }
   return OkStatus();
 }

@@ -55,8 +55,9 @@ std::string RankList(const std::vector<int>& ranks) {
 
 using namespace dispatch_wire;  // NOLINT: this file implements the wire format
 
-Status Dispatcher::Unpack(int me, const DispatchLayout& layout, const float* x, int64_t hidden,
-                          PayloadDtype dtype, ReceivedTokens* received) {
+Status Dispatcher::Unpack(int me, const DispatchLayout& layout, const float* x, const uint16_t* xb,
+                          bool in_place, int64_t hidden, PayloadDtype dtype,
+                          ReceivedTokens* received) {
   const int n = layout.world_size;
   ReceivedTokens& out = *received;
   out.hidden = hidden;
@@ -84,7 +85,14 @@ Status Dispatcher::Unpack(int me, const DispatchLayout& layout, const float* x, 
     total_entries += entries;
   }
   const int64_t total_rows = out.source_prefix[n];
-  out.rows.resize(total_rows * h);
+  // BF16 in: views into the receive buffer and the hidden states, no FP32 copy.
+  if (in_place) {
+    out.rows.clear();
+    out.bf16_rows.resize(total_rows);
+  } else {
+    out.rows.resize(total_rows * h);
+    out.bf16_rows.clear();
+  }
   out.row_source_token.resize(total_rows);
   out.entry_prefix.resize(total_rows + 1);
   out.entry_prefix[0] = 0;
@@ -102,8 +110,12 @@ Status Dispatcher::Unpack(int me, const DispatchLayout& layout, const float* x, 
       entries = layout.entry_prefix[first + rows] - e0;
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t tok = layout.row_token_idx[first + i];
-        dispatch_codec::RoundTripRow(x + tok * h, h, codec, out.rows.data() + (row_base + i) * h,
-                                     /*accumulate=*/false);
+        if (in_place) {
+          out.bf16_rows[row_base + i] = xb + tok * h;
+        } else {
+          dispatch_codec::RoundTripRow(x + tok * h, h, codec, out.rows.data() + (row_base + i) * h,
+                                       /*accumulate=*/false);
+        }
         out.row_source_token[row_base + i] = tok;
         for (int64_t j = layout.entry_prefix[first + i]; j < layout.entry_prefix[first + i + 1];
              ++j) {
@@ -122,8 +134,13 @@ Status Dispatcher::Unpack(int me, const DispatchLayout& layout, const float* x, 
       const Body b = BodyLayout(rows, entries, rb, options_.integrity);
       const std::byte* body = recv_buf_.data() + recv_slot_[p] + kHeaderBytes;
       for (int64_t i = 0; i < rows; ++i) {
-        dispatch_codec::DecodeRow(body + i * rb, h, codec, out.rows.data() + (row_base + i) * h,
-                                  /*accumulate=*/false);
+        if (in_place) {
+          // Rows start 2-byte aligned: slots are 8-aligned, the header 64 bytes, rows 2h bytes.
+          out.bf16_rows[row_base + i] = reinterpret_cast<const uint16_t*>(body + i * rb);
+        } else {
+          dispatch_codec::DecodeRow(body + i * rb, h, codec, out.rows.data() + (row_base + i) * h,
+                                    /*accumulate=*/false);
+        }
       }
       int64_t seen = 0;
       for (int64_t i = 0; i < rows; ++i) {

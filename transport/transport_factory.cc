@@ -127,7 +127,7 @@ StatusOr<std::unique_ptr<Transport>> CreateTransport(TransportKind kind,
 #ifdef SWITCHYARD_HAVE_NCCL
       ASSIGN_OR_RETURN(Bootstrap boot, ResolveBootstrap(options));
       return CreateNcclTransport(boot.options.rank, boot.options.world_size, boot.allgather,
-                                 Deadline::After(options.connect_timeout));
+                                 Deadline::After(options.connect_timeout), options.device);
 #else
       (void)options;
       return UnimplementedError(
@@ -158,6 +158,15 @@ Status MpiBroadcastText(std::string*, int, Deadline) {
 StatusOr<int> MpiWorldRankOfProcess() {
 #ifdef SWITCHYARD_HAVE_MPI
   return MpiWorldRank();
+#else
+  return UnimplementedError("MPI is not built (configure with -DSWITCHYARD_ENABLE_MPI=ON)");
+#endif
+}
+
+StatusOr<MpiNodeRanks> MpiNodeRanksOfProcess() {
+#ifdef SWITCHYARD_HAVE_MPI
+  ASSIGN_OR_RETURN(MpiNodePlace place, MpiNodePlaceOfProcess());
+  return MpiNodeRanks{place.rank, place.world_size, place.local_rank, place.local_size};
 #else
   return UnimplementedError("MPI is not built (configure with -DSWITCHYARD_ENABLE_MPI=ON)");
 #endif

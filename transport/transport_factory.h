@@ -42,6 +42,7 @@ struct TransportOptions {
   std::string rendezvous;    // "host:port" of the rendezvous server; empty: SWITCHYARD_BOOTSTRAP
   bool rank0_serves = true;  // rank 0 runs the rendezvous server (false: someone else does)
   std::chrono::milliseconds connect_timeout{60000};  // bootstrap + first connection, all ranks
+  int device = -1;  // nccl: the GPU to use (-1: rank % visible devices)
 };
 
 // As CreateTransport(kind), with `options` for ucx and nccl (ignored by local and mpi).
@@ -59,6 +60,14 @@ StatusOr<std::unique_ptr<Transport>> CreateMpiWorkersTransport(bool is_worker);
 Status MpiBroadcastText(std::string* text, int root, Deadline deadline);
 // This process's MPI world rank (initializes MPI). Errors: Unimplemented without MPI.
 StatusOr<int> MpiWorldRankOfProcess();
+
+// This process's place in MPI_COMM_WORLD and on its node (MPI_Comm_split_type SHARED), as
+// computed when MpiInitOnce initialized MPI. Never initializes MPI, never communicates.
+// Errors: Unimplemented without MPI; FailedPrecondition when MPI was not initialized here.
+struct MpiNodeRanks {
+  int rank = 0, world_size = 1, local_rank = 0, local_size = 1;
+};
+StatusOr<MpiNodeRanks> MpiNodeRanksOfProcess();
 
 // N ranks as threads of this process (see transport/local/local_transport.h).
 StatusOr<std::unique_ptr<LocalWorld>> MakeLocalWorld(int world_size);

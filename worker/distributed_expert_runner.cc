@@ -25,6 +25,8 @@ DistributedExpertRunner::DistributedExpertRunner(const ModelConfig& config,
   }
   dispatcher_ = Dispatcher(options_.dispatcher);
   const int32_t rank = transport_->rank();
+  link_traffic_.dispatch_bytes.assign(transport_->world_size(), 0);
+  link_traffic_.combine_bytes.assign(transport_->world_size(), 0);
   slot_expert_.resize(placement_.size());
   for (size_t l = 0; l < placement_.size(); ++l) {
     const ExpertPlacement& p = placement_[l];
@@ -74,9 +76,11 @@ Status DistributedExpertRunner::Run(int64_t layer, const float* hidden, int64_t 
                    ComputeDispatchLayout(topk_idx, topk_weights, num_tokens,
                                          static_cast<int32_t>(config_.num_topk), placement_[layer],
                                          options_.replica_policy, transport_->rank()));
+  const auto dispatch_start = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(dispatcher_.Dispatch(*transport_, layer, layout, hidden, h,
                                        options_.dispatch_dtype, Deadline::After(options_.timeout),
                                        &received_));
+  const auto dispatch_end = std::chrono::steady_clock::now();
   // Local experts on the received rows: gather each slot's entries, run, scatter per entry.
   entry_out_.resize(received_.num_entries() * h);
   const auto& slots = slot_expert_[layer];
@@ -101,8 +105,31 @@ Status DistributedExpertRunner::Run(int64_t layer, const float* hidden, int64_t 
   }
   row_out_.resize(received_.num_rows() * h);
   SumEntriesPerRow(received_, entry_out_.data(), row_out_.data());
-  return dispatcher_.Combine(*transport_, row_out_.data(), options_.combine_dtype,
-                             Deadline::After(options_.timeout), out);
+  const auto combine_start = std::chrono::steady_clock::now();
+  RETURN_IF_ERROR(dispatcher_.Combine(*transport_, row_out_.data(), options_.combine_dtype,
+                                      Deadline::After(options_.timeout), out));
+  const auto combine_end = std::chrono::steady_clock::now();
+  CountTraffic(layout, dispatch_end - dispatch_start, combine_end - combine_start);
+  return OkStatus();
+}
+
+void DistributedExpertRunner::CountTraffic(const DispatchLayout& layout,
+                                           std::chrono::steady_clock::duration dispatch_time,
+                                           std::chrono::steady_clock::duration combine_time) {
+  const int me = transport_->rank();
+  const bool integrity = options_.dispatcher.integrity;
+  const int64_t h = config_.hidden;
+  for (int peer = 0; peer < transport_->world_size(); ++peer) {
+    if (peer == me) continue;  // nothing goes over a link to itself
+    link_traffic_.dispatch_bytes[peer] +=
+        DispatchMessageBytes(layout, me, peer, h, options_.dispatch_dtype, integrity);
+    const int64_t rows_back = received_.source_prefix[peer + 1] - received_.source_prefix[peer];
+    link_traffic_.combine_bytes[peer] +=
+        CombineMessageBytes(rows_back, h, options_.combine_dtype, integrity);
+  }
+  link_traffic_.dispatch_seconds += std::chrono::duration<double>(dispatch_time).count();
+  link_traffic_.combine_seconds += std::chrono::duration<double>(combine_time).count();
+  ++link_traffic_.calls;
 }
 
 }  // namespace switchyard

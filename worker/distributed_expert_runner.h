@@ -30,6 +30,19 @@ struct DistributedExpertOptions {
   std::chrono::milliseconds timeout{30000};
 };
 
+// This rank's MoE traffic per peer, cumulative since the runner was built: the bytes it handed the
+// transport for each destination (DispatchMessageBytes / CombineMessageBytes: headers and bodies,
+// without eager padding; 0 to itself) and the wall time spent in the Dispatch and Combine
+// collectives (the time of a collective is shared by all of its links). Counters only grow;
+// report them as they are and let the receiver take differences.
+struct LinkTraffic {
+  std::vector<int64_t> dispatch_bytes;  // [world_size] bytes sent to each rank in dispatch
+  std::vector<int64_t> combine_bytes;   // [world_size] bytes sent to each rank in combine
+  double dispatch_seconds = 0.0;
+  double combine_seconds = 0.0;
+  int64_t calls = 0;  // successful Run calls (MoE layers) counted
+};
+
 class DistributedExpertRunner : public ExpertRunner {
  public:
   // `placement[layer]` is the placement of MoE layer `layer` (entries for dense layers are
@@ -49,7 +62,14 @@ class DistributedExpertRunner : public ExpertRunner {
   // Tokens (entries) this rank's experts processed in the last Run, per local slot.
   const std::vector<int64_t>& LastLocalCounts() const { return local_counts_; }
 
+  // Cumulative per-peer traffic (see LinkTraffic). Plain fields updated by Run without locking:
+  // read it on the thread that calls Run, between Runs (e.g. when building the step reply).
+  const LinkTraffic& link_traffic() const { return link_traffic_; }
+
  private:
+  void CountTraffic(const DispatchLayout& layout, std::chrono::steady_clock::duration dispatch_time,
+                    std::chrono::steady_clock::duration combine_time);
+
   const ModelConfig& config_;
   const ModelWeights& weights_;
   Transport* transport_;
@@ -61,6 +81,7 @@ class DistributedExpertRunner : public ExpertRunner {
   ReceivedTokens received_;
   std::vector<float> gathered_, results_, scratch_, entry_out_, row_out_;
   std::vector<int64_t> local_counts_;
+  LinkTraffic link_traffic_;
 };
 
 }  // namespace switchyard

@@ -39,6 +39,13 @@ Status StepRunner::Add(const WorkRequest& work) {
   return OkStatus();
 }
 
+void StepRunner::Release(int64_t id) {
+  auto it = running_.find(id);
+  if (it == running_.end()) return;
+  cache_.Free(it->second.slot);
+  running_.erase(it);
+}
+
 StatusOr<std::vector<TokenOut>> StepRunner::Step(ExpertRunner* experts, bool want_logits,
                                                  int64_t* batch_tokens) {
   const ModelConfig& c = model_->config();

@@ -28,6 +28,10 @@ class StepRunner {
   // the vocabulary, prompt + max_new_tokens > max_seq_len, bad sampling parameters, duplicate id.
   Status Add(const WorkRequest& work);
 
+  // Drops a request (cancelled by the coordinator) and frees its KV slot. Unknown ids are
+  // ignored (the request may have finished in the step that crossed the cancel). Never fails.
+  void Release(int64_t id);
+
   // Runs one forward step over `experts` (possibly with zero tokens) and returns one TokenOut per
   // request that produced a token; finished requests release their KV slot. With `want_logits`,
   // each TokenOut carries its logits row. Errors: the model's / expert runner's.

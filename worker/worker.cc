@@ -10,9 +10,12 @@
 #include "common/logging.h"
 #include "common/parallel.h"
 #include "model/model.h"
+#include "transport/transport_factory.h"
 #include "worker/distributed_expert_runner.h"
 #include "worker/plan_placement.h"
+#include "worker/rank_env.h"
 #include "worker/step_runner.h"
+#include "worker/worker_gpu.h"
 
 namespace switchyard {
 namespace {
@@ -155,14 +158,61 @@ StatusOr<Loaded> LoadShard(const AssignMsg& assign) {
   return out;
 }
 
+// The GPU for this worker (-1: CPU), see worker.h.
+StatusOr<int> PickGpu(const WorkerOptions& options, const AssignMsg& assign) {
+  const bool nccl = assign.transport == "nccl";
+  if (!options.own_process && !nccl) return -1;  // threads of one process share its device
+  int local_rank = assign.rank;
+  if (options.own_process) {
+    ASSIGN_OR_RETURN(RankEnv env, DiscoverRankEnv());
+    LOG_INFO("worker", "rank %d: launch position %s", assign.rank, env.ToString().c_str());
+    local_rank = env.LocalRankOrZero();
+  }
+  int gpus_per_node = 0;
+  auto plan = PlacementPlan::FromJson(assign.plan_json, "assigned placement plan");
+  if (plan.ok()) gpus_per_node = plan->topology.gpus_per_node;  // else LoadShard reports it
+  return ChooseWorkerGpu(assign.rank, local_rank, gpus_per_node, /*required=*/nccl);
+}
+
+// The nccl data plane: ranks from the coordinator, its rendezvous, the chosen GPU.
+StatusOr<std::unique_ptr<Transport>> CreateNcclDataPlane(const WorkerOptions& options,
+                                                         const AssignMsg& assign, int gpu) {
+  if (assign.rendezvous.empty()) {
+    return FailedPreconditionError("rank " + std::to_string(assign.rank) +
+                                   ": transport nccl but the assignment names no rendezvous");
+  }
+  TransportOptions topts;
+  topts.rank = assign.rank;
+  topts.world_size = assign.world;
+  topts.rendezvous = assign.rendezvous;
+  topts.rank0_serves = false;  // the coordinator hosts the rendezvous
+  topts.connect_timeout = options.connect_timeout;
+  topts.device = gpu;
+  auto created = CreateTransport(TransportKind::kNccl, topts);
+  if (!created.ok()) {
+    return created.status().WithContext("rank " + std::to_string(assign.rank) + " on GPU " +
+                                        std::to_string(gpu) + ": nccl transport");
+  }
+  return std::move(*created);
+}
+
 Status Serve(ControlChannel* channel, const TransportProvider& provider,
              const WorkerOptions& options, const AssignMsg& assign) {
   if (options.own_process) SetComputeThreads(assign.num_threads);
   // Heartbeats start before loading: a large shard may take minutes to load.
   HeartbeatSender heartbeat(channel, assign.rank,
                             std::chrono::milliseconds(assign.heartbeat_interval_ms));
+  // Before loading: a worker that cannot run (nccl without a GPU) fails fast.
+  ASSIGN_OR_RETURN(const int gpu, PickGpu(options, assign));
   ASSIGN_OR_RETURN(Loaded loaded, LoadShard(assign));
-  ASSIGN_OR_RETURN(Transport * transport, provider(assign));
+  std::unique_ptr<Transport> own_transport;
+  Transport* transport = nullptr;
+  if (assign.transport == "nccl") {
+    ASSIGN_OR_RETURN(own_transport, CreateNcclDataPlane(options, assign, gpu));
+    transport = own_transport.get();
+  } else {
+    ASSIGN_OR_RETURN(transport, provider(assign));
+  }
   if (transport->rank() != assign.rank || transport->world_size() != assign.world) {
     return FailedPreconditionError(
         "data-plane transport is rank " + std::to_string(transport->rank()) + " of " +
@@ -187,6 +237,7 @@ Status Serve(ControlChannel* channel, const TransportProvider& provider,
     }
     StepMsg step;
     RETURN_IF_ERROR(DecodeStep(text, channel->peer(), &step));
+    for (int64_t id : step.release) steps.Release(id);
     for (const auto& w : step.add) RETURN_IF_ERROR(steps.Add(w));
     StepResultMsg result;
     result.rank = assign.rank;

@@ -21,7 +21,9 @@ namespace switchyard {
 
 // Returns the data-plane transport for the assigned rank and world (MPI: created before
 // registering; local threads: the world's rank object; UCX: created now). The transport must
-// outlive RunWorker; its rank and world size must match the assignment.
+// outlive RunWorker; its rank and world size must match the assignment. Not called for transport
+// nccl: the worker creates that one itself, on the GPU it chose, through the coordinator's
+// rendezvous.
 using TransportProvider = std::function<StatusOr<Transport*>(const AssignMsg& assign)>;
 
 struct WorkerOptions {
@@ -32,7 +34,16 @@ struct WorkerOptions {
   // The worker owns its process (not a thread of the coordinator): apply the assignment's
   // num_threads and put its rank into the log prefix.
   bool own_process = false;
+  // Bootstrap of a data plane the worker creates itself (nccl): every worker joined, bounded.
+  std::chrono::milliseconds connect_timeout{120000};
 };
+
+// GPU choice (worker/worker_gpu.h), after the assignment and before loading: a worker process
+// (own_process) uses the GPU of its node-local rank (worker/rank_env.h: MPI, else the launcher's
+// variables) when CUDA is built and a GPU is visible, else runs on CPU; a thread worker picks one
+// only for transport nccl (local rank = its worker rank). Transport nccl without a usable GPU
+// fails the worker at once (FailedPrecondition naming the rank and why, reported to the
+// coordinator as `error`).
 
 // Blocking; returns OK after `shutdown`. Errors: the coordinator aborted (Unavailable with its
 // reason), the channel failed (Unavailable / DeadlineExceeded), loading or a step failed (the

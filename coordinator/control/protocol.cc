@@ -88,7 +88,11 @@ std::string EncodeReady(const ReadyMsg& m) {
 std::string EncodeStep(const StepMsg& m) {
   json add = json::array();
   for (const auto& w : m.add) add.push_back(EncodeRequest(w));
-  return json{{"type", "step"}, {"step", m.step}, {"add", add}, {"want_logits", m.want_logits}}
+  return json{{"type", "step"},
+              {"step", m.step},
+              {"add", add},
+              {"release", m.release},
+              {"want_logits", m.want_logits}}
       .dump();
 }
 
@@ -179,6 +183,9 @@ Status DecodeStep(const std::string& text, const std::string& from, StepMsg* m) 
     m->want_logits = j.at("want_logits").get<bool>();
     m->add.clear();
     for (const auto& r : j.at("add")) m->add.push_back(DecodeRequest(r));
+    // Optional: older coordinators send no "release".
+    m->release =
+        j.contains("release") ? j["release"].get<std::vector<int64_t>>() : std::vector<int64_t>{};
   });
 }
 

@@ -58,6 +58,7 @@ struct WorkRequest {
 struct StepMsg {
   int64_t step = 0;
   std::vector<WorkRequest> add;  // requests this worker starts now
+  std::vector<int64_t> release;  // requests to drop before this step (cancelled): KV freed
   bool want_logits = false;      // return each sampled token's logits row (tests)
 };
 

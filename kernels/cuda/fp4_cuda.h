@@ -52,13 +52,21 @@ Status Fp4DequantizeRows(const uint8_t* packed_dev, const uint8_t* scales_dev, i
 
 // ---- Expert weights on the device --------------------------------------------------------------
 
+// Order of the code bits on the device. kPacked: the cpu::Fp4Weight bytes as they are (every
+// path). kMmaPairs: each 32-bit word of a row (8 codes) bit-permuted for the kDequantBf16 kernel
+// (kernels/cuda/fp4_code_layout.h: fewer instructions per code, the path's fast layout on Hopper);
+// the cuBLASLt path does not accept it.
+enum class Fp4CodeLayout { kPacked, kMmaPairs };
+
 // The FP4 weights of num_experts experts of one projection, all [rows = N, cols = K], in the
 // cpu::Fp4Weight layout stacked over experts: packed [E, N, padded_cols/2], scales
 // [E, N, padded_cols/block], global_scales [E] (FP32; 1.0 for MXFP4). When built for Blackwell
 // (swizzled == true, NVFP4 only), swizzled_scales holds each expert's scales in the cuBLASLt
 // 128x4 layout (kernels/fp4_scale_layout.h), expert e at e * SwizzledScaleBytes(N, padded_cols/16).
+// `packed` holds the codes in `layout` order.
 struct Fp4ExpertWeights {
   cpu::Fp4Format format = cpu::Fp4Format::kNvFp4;
+  Fp4CodeLayout layout = Fp4CodeLayout::kPacked;
   int64_t num_experts = 0, rows = 0, cols = 0, padded_cols = 0;
   DeviceBuffer packed, scales, global_scales, swizzled_scales;
   std::vector<float> host_global_scales;
@@ -68,8 +76,10 @@ struct Fp4ExpertWeights {
 // Copies the experts' weights to the device (synchronous). All experts must share format and
 // shape and have the cpu::Fp4Weight buffer sizes; otherwise InvalidArgument naming the expert.
 // with_swizzled_scales also builds the Blackwell scale layout (NVFP4 only; ignored for MXFP4).
+// `layout` orders the code bits (kMmaPairs: permuted on the host while staging, for kDequantBf16).
 StatusOr<Fp4ExpertWeights> UploadFp4ExpertWeights(const std::vector<const cpu::Fp4Weight*>& experts,
-                                                  bool with_swizzled_scales);
+                                                  bool with_swizzled_scales,
+                                                  Fp4CodeLayout layout = Fp4CodeLayout::kPacked);
 
 // ---- Grouped expert GEMM -----------------------------------------------------------------------
 
@@ -112,13 +122,14 @@ struct Fp4GroupedGemmArgs {
 //  - kDequantBf16: one tensor-core kernel (mma.sync m16n8k16 BF16, weights as rows, tokens as
 //    columns) in a decode shape (<= 16 tokens per expert: 64-row tiles, two warps per tile
 //    splitting K) and a prefill shape (128 x 128 tiles); codes, scales and activations staged by
-//    cp.async, codes decoded in registers to e2m1·block-scale·2^-8 (exact in BF16). Products with
+//    cp.async, codes decoded in registers to e2m1·block-scale·2^-8 (exact in BF16; weights in
+//    the kMmaPairs layout take fewer instructions per code than kPacked). Products with
 //    a BF16 activation are exact. Exact for every NVFP4 weight and for MXFP4 block scales in
 //    [2^-117, 2^8] (E8M0 bytes 10..135, far wider than real weights need).
 //  - kCublasLtNvFp4 (CC >= 10.0, NVFP4, K a multiple of 32, N of 16, y_dev 16-byte aligned,
-//    weights uploaded with swizzled scales): activations are quantized to NVFP4 on the device
-//    (global scale from their amax, as fp4::NvFp4GlobalScale), then one cuBLASLt matmul per
-//    non-empty expert with alpha = act_global_scale * W_e.global_scale.
+//    weights uploaded with swizzled scales in the kPacked layout): activations are quantized to
+//    NVFP4 on the device (global scale from their amax, as fp4::NvFp4GlobalScale), then one
+//    cuBLASLt matmul per non-empty expert with alpha = act_global_scale * W_e.global_scale.
 //  - kAuto: cuBLASLt when eligible, falling back to kDequantBf16 if cuBLASLt offers no algorithm.
 // *used (optional) receives the path that ran. Enqueues on args.stream and returns without
 // waiting; the host offsets are read before returning, the GPU reads x/weights and writes y when

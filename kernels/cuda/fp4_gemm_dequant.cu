@@ -4,10 +4,11 @@
 // one of a stage's two windows, sums added at the end; 4 blocks = 32 warps per SM) and prefill
 // (more tokens: 128 x 128 tiles, 8 warps of 32 x 64). Weights are the MMA's M operand (rows),
 // tokens its N.
-//  - Per pipeline stage (3 stages, cp.async, one commit group each) the block's activations, FP4
-//    code bytes and scale bytes of the next windows land in shared memory (zero-filled past K /
-//    Kp, past the expert's tokens and past the last row; plain loads where rows are not aligned
-//    for cp.async). Code and activation rows are XOR-swizzled against bank conflicts.
+//  - Per pipeline stage (3 stages, 4 for 1..8 tokens; cp.async, one commit group each) the block's
+//    activations, FP4 code bytes and scale bytes of the next windows land in shared memory
+//    (zero-filled past K / Kp, past the expert's tokens and past the last row; plain loads where
+//    rows are not aligned for cp.async). Code and activation rows are XOR-swizzled against bank
+//    conflicts.
 //  - Codes are decoded in registers: e2m1 -> BF16 bit patterns (one multiply places sign and
 //    exponent/mantissa bits, fp4_mma.cuh) times block_scale * 2^118 in BF16, i.e. e2m1 *
 //    block_scale * 2^-8 exactly. Each product with a BF16 activation is exact; mma.sync
@@ -17,6 +18,8 @@
 //    of its rows, and word j of them (codes 32t+8j..+7) feeds two k16 steps as the pairs (code i,
 //    code i+4). The activations of token g at the same 8 columns are one 16-byte shared-memory
 //    load, re-paired with byte permutes. Any permutation of K gives the same dot product.
+//  - Weights in the kMmaPairs layout (fp4_code_layout.h; kPairs) decode word j straight into the
+//    pairs (code 2i, code 2i + 1) with fewer instructions, and the activations need no re-pairing.
 // Exact for NVFP4, and for MXFP4 block scales in [2^-117, 2^8] (E8M0 bytes 10..135; real weights
 // are far inside; outside, products leave the BF16 range and a NaN scale byte is not propagated).
 #include <cuda_runtime.h>
@@ -92,7 +95,7 @@ __device__ __forceinline__ int CodeOffset(int r, int c) {
   return (kPf >= 2 ? c ^ ((r & 1) << 2) : c) * 16;
 }
 
-template <int kBlock, typename S, typename Out>
+template <int kBlock, bool kPairs, typename S, typename Out>
 __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks_)
     Fp4MmaKernel(ExpertLayout layout, Operands op, Out* __restrict__ y) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -225,7 +228,12 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks_)
 #pragma unroll
         for (int nt = 0; nt < kNT; ++nt) {
           const int n = (wn * kNT + nt) * 8 + g;
-          PairActs(Lds16(st + n * S::kXPitch + p * kWin * 2 + ChunkOffset(4 * t + j)), bx[nt]);
+          const uint4 xv = Lds16(st + n * S::kXPitch + p * kWin * 2 + ChunkOffset(4 * t + j));
+          if constexpr (kPairs) {  // pairs of consecutive columns, as the codes
+            bx[nt][0] = xv.x, bx[nt][1] = xv.y, bx[nt][2] = xv.z, bx[nt][3] = xv.w;
+          } else {
+            PairActs(xv, bx[nt]);
+          }
         }
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
@@ -234,7 +242,11 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks_)
           for (int h = 0; h < 2; ++h) {
             const uint4 v = codes[mt][h];
             const uint32_t word = j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
-            DecodeWord(word, scale2[mt][h][j >> 1], a[h]);
+            if constexpr (kPairs) {
+              DecodePairsWord(word, scale2[mt][h][j >> 1], a[h]);
+            } else {
+              DecodeWord(word, scale2[mt][h][j >> 1], a[h]);
+            }
           }
 #pragma unroll
           for (int nt = 0; nt < kNT; ++nt) {
@@ -301,14 +313,14 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks_)
   }
 }
 
-using Decode8 = Shape<4, 1, 2, 1, 1, 2, 3, 1, 8, 4>;
+using Decode8 = Shape<4, 1, 2, 1, 1, 2, 4, 1, 8, 4>;  // 4 x 54 KB shared: 4 blocks per SM
 using Decode16 = Shape<4, 1, 2, 1, 2, 2, 3, 9, kGemvMaxTokens, 4>;
 using Prefill = Shape<4, 2, 1, 2, 8, 1, 3, kGemvMaxTokens + 1, INT32_MAX, 1>;
 static_assert(kGemvMaxTokens == 16, "decode shapes cover 1..8 and 9..16 tokens");
 
-template <int kBlock, typename S, typename Out>
+template <int kBlock, bool kPairs, typename S, typename Out>
 Status LaunchShape(const GemmChunk& c, const Operands& op, Out* y, int max_tokens, cudaStream_t s) {
-  auto kernel = Fp4MmaKernel<kBlock, S, Out>;
+  auto kernel = Fp4MmaKernel<kBlock, kPairs, S, Out>;
   if (S::kSmem > 48 * 1024) {
     const cudaError_t err =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmem);
@@ -320,18 +332,25 @@ Status LaunchShape(const GemmChunk& c, const Operands& op, Out* y, int max_token
   return LaunchStatus("FP4 grouped MMA kernel launch");
 }
 
-template <int kBlock, typename Out>
+template <int kBlock, bool kPairs, typename Out>
 Status Launch(const GemmChunk& c, const Operands& op, Out* y, cudaStream_t s) {
   if (c.small_groups > 0 && c.min_tokens <= Decode8::kMaxT_) {
-    RETURN_IF_ERROR((LaunchShape<kBlock, Decode8>(c, op, y, Decode8::kBN, s)));
+    RETURN_IF_ERROR((LaunchShape<kBlock, kPairs, Decode8>(c, op, y, Decode8::kBN, s)));
   }
   if (c.small_groups > 0 && c.max_small_tokens >= Decode16::kMinT_) {
-    RETURN_IF_ERROR((LaunchShape<kBlock, Decode16>(c, op, y, Decode16::kBN, s)));
+    RETURN_IF_ERROR((LaunchShape<kBlock, kPairs, Decode16>(c, op, y, Decode16::kBN, s)));
   }
   if (c.large_groups > 0) {
-    RETURN_IF_ERROR((LaunchShape<kBlock, Prefill>(c, op, y, c.max_tokens, s)));
+    RETURN_IF_ERROR((LaunchShape<kBlock, kPairs, Prefill>(c, op, y, c.max_tokens, s)));
   }
   return OkStatus();
+}
+
+template <typename Out>
+Status LaunchFor(bool nv, bool pairs, const GemmChunk& c, const Operands& op, Out* y,
+                 cudaStream_t s) {
+  if (nv) return pairs ? Launch<16, true>(c, op, y, s) : Launch<16, false>(c, op, y, s);
+  return pairs ? Launch<32, true>(c, op, y, s) : Launch<32, false>(c, op, y, s);
 }
 
 }  // namespace
@@ -349,12 +368,13 @@ Status LaunchDequantGemm(const Fp4GroupedGemmArgs& args, const GemmChunk& chunk,
   op.gscales = w.global_scales.as<float>() + chunk.first_expert;
   const int64_t y_off = chunk.first_row * w.rows;
   const bool nv = w.format == cpu::Fp4Format::kNvFp4;
+  const bool pairs = w.layout == Fp4CodeLayout::kMmaPairs;
   if (args.y_type == ElemType::kF32) {
     float* y = static_cast<float*>(args.y_dev) + y_off;
-    return nv ? Launch<16>(chunk, op, y, s) : Launch<32>(chunk, op, y, s);
+    return LaunchFor(nv, pairs, chunk, op, y, s);
   }
   uint16_t* y = static_cast<uint16_t*>(args.y_dev) + y_off;
-  return nv ? Launch<16>(chunk, op, y, s) : Launch<32>(chunk, op, y, s);
+  return LaunchFor(nv, pairs, chunk, op, y, s);
 }
 
 }  // namespace switchyard::cuda::internal

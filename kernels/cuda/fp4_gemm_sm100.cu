@@ -136,6 +136,8 @@ bool CublasLtEligible(const GemmContextImpl& ctx, const Fp4GroupedGemmArgs& args
     *why = "weights are MXFP4 (this path is NVFP4 only)";
   } else if (!w.swizzled) {
     *why = "weights were uploaded without swizzled scales";
+  } else if (w.layout != Fp4CodeLayout::kPacked) {
+    *why = "weights were uploaded in the kMmaPairs code layout (kDequantBf16 only)";
   } else if (w.cols % 32 != 0 || w.rows % 16 != 0) {
     *why = "shape [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) +
            "]: K must be a multiple of 32 and N of 16 (16-byte alignment)";

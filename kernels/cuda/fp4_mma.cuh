@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/fp4_code_layout.h"
+
 namespace switchyard::cuda::internal {
 
 // cp.async of 16 bytes; src_bytes < 16 zero-fills the rest (0: all zeros, nothing read).
@@ -112,6 +114,15 @@ __device__ __forceinline__ void DecodeWord(uint32_t w, uint32_t scale2, uint32_t
   p[2] = MulBf16x2(E2m1PairBits<0>(w8), scale2);
   p[3] = MulBf16x2(E2m1PairBits<1>(w8), scale2);
 }
+// The same for a word in the kMmaPairs layout (fp4_code_layout.h): pair i holds codes 2i, 2i + 1
+// (consecutive columns, matching consecutive activations), 10 integer instructions per word.
+__device__ __forceinline__ void DecodePairsWord(uint32_t w, uint32_t scale2, uint32_t* p) {
+  p[0] = MulBf16x2(pairs::PairBits<0>(w), scale2);
+  p[1] = MulBf16x2(pairs::PairBits<1>(w), scale2);
+  p[2] = MulBf16x2(pairs::PairBits<2>(w), scale2);
+  p[3] = MulBf16x2(pairs::PairBits<3>(w), scale2);
+}
+
 // The accumulators hold sums of (value * 2^-8) * x: this undoes the 2^-8 (exact).
 inline constexpr float kDecodeUnscale = 256.0f;
 

@@ -1,9 +1,11 @@
 // Upload of per-expert FP4 weights (cpu::Fp4Weight) into one stacked device allocation, plus the
 // cuBLASLt 128x4 swizzled copy of NVFP4 block scales for the Blackwell path.
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/fp4_code_layout.h"
 #include "kernels/cuda/fp4_cuda.h"
 #include "kernels/fp4_scale_layout.h"
 
@@ -33,7 +35,7 @@ Status CheckExpert(const cpu::Fp4Weight& w, const cpu::Fp4Weight& first, size_t 
 }  // namespace
 
 StatusOr<Fp4ExpertWeights> UploadFp4ExpertWeights(const std::vector<const cpu::Fp4Weight*>& experts,
-                                                  bool with_swizzled_scales) {
+                                                  bool with_swizzled_scales, Fp4CodeLayout layout) {
   if (experts.empty()) return InvalidArgumentError("UploadFp4ExpertWeights: no experts");
   for (size_t e = 0; e < experts.size(); ++e) {
     if (experts[e] == nullptr) {
@@ -49,6 +51,7 @@ StatusOr<Fp4ExpertWeights> UploadFp4ExpertWeights(const std::vector<const cpu::F
   out.rows = first.rows;
   out.cols = first.cols;
   out.padded_cols = first.padded_cols;
+  out.layout = layout;
   const int64_t packed_bytes = static_cast<int64_t>(first.packed.size());
   const int64_t scale_bytes = static_cast<int64_t>(first.scales.size());
 
@@ -57,6 +60,15 @@ StatusOr<Fp4ExpertWeights> UploadFp4ExpertWeights(const std::vector<const cpu::F
   for (int64_t e = 0; e < out.num_experts; ++e) {
     std::copy(experts[e]->packed.begin(), experts[e]->packed.end(),
               staging.begin() + e * packed_bytes);
+  }
+  if (layout == Fp4CodeLayout::kMmaPairs) {
+    // Rows are padded_cols / 2 bytes, a multiple of 8: words never straddle rows.
+    for (size_t i = 0; i + 4 <= staging.size(); i += 4) {
+      uint32_t word;
+      std::memcpy(&word, staging.data() + i, 4);
+      word = pairs::PermuteWord(word);
+      std::memcpy(staging.data() + i, &word, 4);
+    }
   }
   ASSIGN_OR_RETURN(out.packed,
                    DeviceBuffer::FromHost(staging.data(), packed_bytes * out.num_experts,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs THERE (the GPU machine), from the repo root, on the binaries scripts/device/pack.sh left in
 # .device/: lists the GPUs, sets the library path (scripts/device/env.sh), runs each GPU test
-# binary (gtest JSON into $OUT) and bench_fp4_gpu --json (into $OUT), prints a short summary.
+# binary (gtest JSON into $OUT; transport_nccl_test with NCCL_DEBUG=VERSION, the libnccl it loads
+# named in the summary) and bench_fp4_gpu --json (into $OUT), prints a short summary.
 # Every step has a timeout; the whole script stays under 4 minutes.
 #
 #   OUT=/path/to/out scripts/device/check.sh [--rebuild] [--quick]
@@ -23,7 +24,8 @@ for a in "$@"; do
   esac
 done
 mkdir -p "$OUT"
-DEADLINE=$(($(date +%s) + 230))
+BUDGET=${CHECK_BUDGET_S:-230}  # seconds for the whole script
+DEADLINE=$(($(date +%s) + BUDGET))
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 status=0
@@ -43,6 +45,7 @@ timeout "$(budget 20)" nvidia-smi --query-gpu=name,compute_cap,driver_version,me
 SY_REPO_ROOT=$ROOT
 source "$ROOT/scripts/device/env.sh"
 log "cuBLAS: ${SY_CUBLAS_DIR:-NOT FOUND (set CUBLAS_LIB_DIR to the folder of libcublasLt.so.13)}"
+log "NCCL: ${SY_NCCL_DIR:-NOT FOUND (set NCCL_LIB_DIR to the folder of libnccl.so.2)}"
 log "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 
 BIN=$ROOT/.device/bin
@@ -53,13 +56,18 @@ fi
 
 # Do the carried binaries start? (loader errors: missing libraries, too old glibc/driver)
 starts=1
+nccl_ok=1
 for f in "$BIN"/*; do
   missing=$(ldd "$f" 2>&1 | grep -E 'not found|version .* not found' || true)
   if [ -n "$missing" ]; then
-    starts=0
+    # A missing NCCL only stops its own test.
+    if [ "$(basename "$f")" = transport_nccl_test ]; then nccl_ok=0; else starts=0; fi
     log "ERROR: $(basename "$f") cannot load: $missing"
   fi
 done
+if [ -x "$BIN/transport_nccl_test" ]; then
+  log "libnccl loaded: $(ldd "$BIN/transport_nccl_test" | awk '/libnccl/ {print $3}' | xargs -r readlink -f)"
+fi
 if [ "$starts" = 1 ] && ! timeout "$(budget 20)" "$BIN/gpu_test" --gtest_list_tests > /dev/null 2>&1; then
   starts=0
   log "ERROR: gpu_test does not start: $(timeout 10 "$BIN/gpu_test" --gtest_list_tests 2>&1 | tail -3)"
@@ -88,13 +96,24 @@ if [ "$starts" = 0 ]; then
     BENCH_BIN=
   fi
 else
-  for t in gpu_test gpu_fp4_test; do
-    timeout "$(budget 90)" "$BIN/$t" --gtest_output="json:$OUT/$t.json" > "$OUT/$t.log" 2>&1
+  tests=(gpu_test gpu_fp4_test)
+  # gpu_worker_test reads the HF fixtures from the source tree (which travels with the binaries).
+  [ -x "$BIN/gpu_worker_test" ] && [ "$nccl_ok" = 1 ] && tests+=(gpu_worker_test)
+  export SWITCHYARD_SOURCE_DIR=$ROOT
+  if [ -x "$BIN/transport_nccl_test" ] && [ "$nccl_ok" = 1 ]; then
+    tests+=(transport_nccl_test)
+  elif [ -x "$BIN/transport_nccl_test" ]; then
+    status=1
+  fi
+  for t in "${tests[@]}"; do
+    NCCL_DEBUG=VERSION timeout "$(budget 90)" "$BIN/$t" --gtest_output="json:$OUT/$t.json" \
+      > "$OUT/$t.log" 2>&1
     rc=$?
     counts=$(grep -E '^\[ *(PASSED|SKIPPED|FAILED) *\] [0-9]+ test' "$OUT/$t.log" | tr -s ' ' | tr '\n' ' ')
     [ "$rc" = 124 ] && counts="TIMED OUT $counts"
     log "$t: rc $rc: $counts"
     grep -E '^\[ +(FAILED|SKIPPED) +\] [A-Za-z_./0-9]+$' "$OUT/$t.log" | sort -u | tee -a "$SUMMARY"
+    grep -m1 -E 'NCCL version' "$OUT/$t.log" | tee -a "$SUMMARY"
     [ "$rc" != 0 ] && status=1
   done
 fi
@@ -115,12 +134,13 @@ for line in open(sys.argv[1]):
         continue
     what = ("%.0f GB/s weights" % c["weight_gbs"]) if c["case"] == "decode" else ("%.1f TFLOP/s" % c["tflops"])
     extra = (" (%.2f vs copy r+w)" % c["ratio_copy"]) if "ratio_copy" in c and c["case"] == "decode" else ""
-    print("  %-7s [%5d x %5d] x %3d experts %3d tok  %-14s %9.3f ms  %s  ratio %.2f vs %s %.0f%s" % (
-        c["case"], c["n"], c["k"], c["experts"], c["tokens_per_expert"], c["path"], c["ms"], what,
+    print("  %-7s [%5d x %5d] x %3d experts %3d tok  %-14s %-9s %9.3f ms  %s  ratio %.2f vs %s %.0f%s" % (
+        c["case"], c["n"], c["k"], c["experts"], c["tokens_per_expert"], c["path"],
+        c.get("layout", "packed"), c["ms"], what,
         c["ratio"], c["baseline"], c["baseline_value"], extra))
 PY
   fi
   [ "$rc" != 0 ] && status=1
 fi
-log "done in $((230 - DEADLINE + $(date +%s)))s, status $status; outputs in $OUT"
+log "done in $((BUDGET - DEADLINE + $(date +%s)))s, status $status; outputs in $OUT"
 exit $status

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs HERE (the build machine): builds the GPU test binaries and bench_fp4_gpu in build-cuda and
 # copies them into .device/ (bin/, lib/) with every shared library they load that the GPU machine
-# may lack: everything except glibc, the CUDA driver and cuBLAS/cuBLASLt (those are found there by
-# scripts/device/env.sh). The CUDA runtime is linked statically. Then starts each binary here with
+# may lack: everything except glibc, the CUDA driver, cuBLAS/cuBLASLt and NCCL (those are found
+# there by scripts/device/env.sh; NCCL is 200 MB and linked dynamically). The CUDA runtime is linked statically. Then starts each binary here with
 # the same library path (no GPU here: the tests must SKIP, the benchmark must say "no GPU").
 #
 #   scripts/device/pack.sh            # then run scripts/device/check.sh on the GPU machine
@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD_DIR:-$ROOT/build-cuda}
 DEST=$ROOT/.device
-TESTS="gpu_test gpu_fp4_test"
+TESTS="gpu_test gpu_fp4_test transport_nccl_test gpu_worker_test"
 BENCH="bench_fp4_gpu"
 export CCACHE_BASEDIR=$ROOT
 
@@ -32,8 +32,8 @@ for t in $TESTS; do cp "$BUILD/tests/$t" "$DEST/bin/"; done
 for b in $BENCH; do cp "$BUILD/bin/$b" "$DEST/bin/"; done
 
 # Libraries: glibc parts and the loader stay (the GPU image has a newer glibc), the driver and
-# cuBLAS come from the GPU machine; everything else travels.
-skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libpthread\.so|libdl\.so|librt\.so|libresolv\.so|libcuda\.so|libnvidia-|libcublas\.so|libcublasLt\.so)'
+# cuBLAS and NCCL come from the GPU machine; everything else travels.
+skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libpthread\.so|libdl\.so|librt\.so|libresolv\.so|libcuda\.so|libnvidia-|libcublas\.so|libcublasLt\.so|libnccl\.so)'
 for f in "$DEST"/bin/*; do
   ldd "$f" | awk '/=>/ && $3 ~ /^\// {print $1, $3}' | while read -r name path; do
     if [[ ! "$name" =~ $skip ]] && [ ! -e "$DEST/lib/$name" ]; then
@@ -58,7 +58,7 @@ fi
 
 # Smoke test here, with the library path the GPU machine will use.
 source "$ROOT/scripts/device/env.sh"
-echo "pack.sh: smoke test (cuBLAS from ${SY_CUBLAS_DIR:-nowhere})"
+echo "pack.sh: smoke test (cuBLAS from ${SY_CUBLAS_DIR:-nowhere}, NCCL from ${SY_NCCL_DIR:-nowhere})"
 for t in $TESTS; do
   out=$(timeout 60 "$DEST/bin/$t" 2>&1) || { echo "$out" | tail -20; echo "pack.sh: $t failed here" >&2; exit 1; }
   echo "  $t: $(echo "$out" | grep -E '^\[ *(PASSED|SKIPPED|FAILED) *\] [0-9]+' | tr '\n' ' ')"

@@ -6,6 +6,7 @@
 #include <climits>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +25,23 @@ constexpr int64_t kMaxChunk = int64_t{1} << 30;
 
 std::mutex g_init_mu;
 bool g_we_initialized = false;
+std::optional<MpiNodePlace> g_node_place;  // set once by MpiInitOnce (under g_init_mu)
+
+// Collective over MPI_COMM_WORLD: called right after MPI_Init_thread on every rank.
+void ComputeNodePlace() {
+  MpiNodePlace place;
+  MPI_Comm_rank(MPI_COMM_WORLD, &place.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &place.world_size);
+  MPI_Comm node = MPI_COMM_NULL;
+  if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, place.rank, MPI_INFO_NULL, &node) !=
+      MPI_SUCCESS) {
+    return;  // callers fall back to the launcher's environment
+  }
+  MPI_Comm_rank(node, &place.local_rank);
+  MPI_Comm_size(node, &place.local_size);
+  MPI_Comm_free(&node);
+  g_node_place = place;
+}
 
 // A set of outstanding requests, each tied to a peer, polled together until a deadline.
 class RequestSet {
@@ -355,6 +373,7 @@ Status MpiInitOnce() {
       return InternalError("MPI transport: MPI_Init_thread failed with code " + std::to_string(rc));
     }
     g_we_initialized = true;
+    ComputeNodePlace();
     if (provided < MPI_THREAD_SERIALIZED) {
       return FailedPreconditionError("MPI transport: MPI_THREAD_SERIALIZED not provided (got " +
                                      std::to_string(provided) + ")");
@@ -466,6 +485,14 @@ StatusOr<int> MpiWorldRank() {
   int world_rank = 0;
   RETURN_IF_ERROR(MpiCodeToStatus(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank), "MPI_Comm_rank"));
   return world_rank;
+}
+
+StatusOr<MpiNodePlace> MpiNodePlaceOfProcess() {
+  std::lock_guard<std::mutex> lock(g_init_mu);
+  if (!g_node_place) {
+    return FailedPreconditionError("MPI was not initialized by this process's transport layer");
+  }
+  return *g_node_place;
 }
 
 }  // namespace switchyard

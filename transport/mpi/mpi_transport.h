@@ -44,4 +44,13 @@ Status MpiBroadcastText(std::string* text, int root, Deadline deadline);
 // This process's rank in MPI_COMM_WORLD (calls MpiInitOnce).
 StatusOr<int> MpiWorldRank();
 
+// World rank/size and the rank among the processes sharing this node (MPI_Comm_split_type
+// MPI_COMM_TYPE_SHARED on MPI_COMM_WORLD). Computed by MpiInitOnce right after MPI_Init_thread,
+// where every world rank is anyway (a collective there cannot be unpaired); read here without
+// communicating. Errors: FailedPrecondition when MpiInitOnce did not initialize MPI.
+struct MpiNodePlace {
+  int rank = 0, world_size = 1, local_rank = 0, local_size = 1;
+};
+StatusOr<MpiNodePlace> MpiNodePlaceOfProcess();
+
 }  // namespace switchyard

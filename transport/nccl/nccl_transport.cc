@@ -330,7 +330,22 @@ Status NcclTransport::AllToAllV(std::span<const std::byte> send,
   RETURN_IF_ERROR(EndGroup(op, enqueued));
   RETURN_IF_ERROR(Complete(op, Others(), deadline, started));
   if (!recv_on_device) {
-    RETURN_IF_ERROR(CopyAsync(recv.data(), recv_base, recv.size(), op));
+    // Back to the host: only the regions this call wrote (the staging buffer's other bytes are
+    // stale; the caller's bytes between and around the regions must stay), adjacent ones merged.
+    int64_t run_begin = 0, run_end = 0;
+    for (int p = 0; p <= size_; ++p) {
+      const bool wrote =
+          p < size_ && recv_counts[p] > 0 &&
+          (p == rank_ ? send_counts[p] == recv_counts[p] : announced[p] == recv_counts[p]);
+      if (wrote && recv_offsets[p] == run_end && run_end > run_begin) {
+        run_end += recv_counts[p];
+        continue;
+      }
+      RETURN_IF_ERROR(CopyAsync(recv.data() + run_begin, recv_base + run_begin,
+                                static_cast<size_t>(run_end - run_begin), op));
+      run_begin = wrote ? recv_offsets[p] : 0;
+      run_end = wrote ? recv_offsets[p] + recv_counts[p] : 0;
+    }
     RETURN_IF_ERROR(Complete(op, Others(), deadline, started));
   }
   if (mismatch.ok() && send_counts[rank_] != recv_counts[rank_]) {

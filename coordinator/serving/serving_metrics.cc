@@ -1,0 +1,43 @@
+#include "coordinator/serving/serving_metrics.h"
+
+#include "common/logging.h"
+
+namespace switchyard {
+
+StatusOr<std::unique_ptr<ServingMetrics>> ServingMetrics::Create(const std::string& model_name) {
+  std::unique_ptr<ServingMetrics> m(new ServingMetrics());
+  ASSIGN_OR_RETURN(m->serving_, metrics::ServingMetrics::Create(&m->registry_, model_name));
+  ASSIGN_OR_RETURN(m->http_, m->registry_.AddCounter("switchyard:http_requests_total",
+                                                     "HTTP responses by handler, method, status.",
+                                                     {"handler", "method", "status"}));
+  return m;
+}
+
+void ServingMetrics::OnScheduled(double queue_seconds) {
+  serving_->ObserveQueueTime(queue_seconds);
+}
+
+void ServingMetrics::OnFinished(const std::string& reason, int64_t prompt_tokens,
+                                int64_t generation_tokens, double ttft_seconds,
+                                double e2e_seconds) {
+  serving_->AddPromptTokens(prompt_tokens);
+  serving_->AddGenerationTokens(generation_tokens);
+  if (generation_tokens > 0) serving_->ObserveTimeToFirstToken(ttft_seconds);
+  serving_->ObserveE2eLatency(e2e_seconds);
+  Status s = serving_->RequestFinished(reason, prompt_tokens, generation_tokens);
+  if (!s.ok()) LOG_WARN("serving", "metrics: %s", s.ToString().c_str());
+}
+
+void ServingMetrics::OnInterToken(double seconds) { serving_->ObserveInterTokenLatency(seconds); }
+
+void ServingMetrics::SetQueue(int64_t running, int64_t waiting) {
+  serving_->SetRequestsRunning(running);
+  serving_->SetRequestsWaiting(waiting);
+}
+
+void ServingMetrics::OnHttp(const std::string& handler, const std::string& method, int status) {
+  auto c = http_->WithLabels({handler, method, std::to_string(status)});
+  if (c.ok()) (*c)->Inc();
+}
+
+}  // namespace switchyard

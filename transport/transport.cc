@@ -113,5 +113,23 @@ Status PeerUnavailableError(std::string_view op, int rank, const std::vector<int
                           std::string(why) + ")");
 }
 
+Status PairwiseExchangeTransport::AllToAllV(std::span<const std::byte> send,
+                                            std::span<const int64_t> send_counts,
+                                            std::span<const int64_t> send_offsets,
+                                            std::span<std::byte> recv,
+                                            std::span<const int64_t> recv_counts,
+                                            std::span<const int64_t> recv_offsets,
+                                            Deadline deadline) {
+  RETURN_IF_ERROR(ValidateAllToAllV("AllToAllV", rank(), world_size(), send.size(), send_counts,
+                                    send_offsets, recv.size(), recv_counts, recv_offsets));
+  return Exchange("AllToAllV", send, send_counts, send_offsets, recv, recv_counts, recv_offsets,
+                  deadline);
+}
+
+Status PairwiseExchangeTransport::Barrier(Deadline deadline) {
+  std::vector<int64_t> zeros(world_size(), 0);
+  return Exchange("Barrier", {}, zeros, zeros, {}, zeros, zeros, deadline);
+}
+
 }  // namespace transport_internal
 }  // namespace switchyard

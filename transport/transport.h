@@ -145,5 +145,26 @@ Status PeerDeadlineError(std::string_view op, int rank, const std::vector<int>& 
 Status PeerUnavailableError(std::string_view op, int rank, const std::vector<int>& peers,
                             std::string_view why);
 
+// Base of the backends whose collectives are one pairwise exchange (every peer gets a message,
+// empty ones included, so each call also proves that every peer reached it): AllToAllV validates
+// its spans and calls Exchange; Barrier is an exchange of empty messages (unlike MPI_Ibarrier it
+// can be abandoned at a deadline and names the missing ranks).
+class PairwiseExchangeTransport : public Transport {
+ public:
+  Status AllToAllV(std::span<const std::byte> send, std::span<const int64_t> send_counts,
+                   std::span<const int64_t> send_offsets, std::span<std::byte> recv,
+                   std::span<const int64_t> recv_counts, std::span<const int64_t> recv_offsets,
+                   Deadline deadline) override;
+  Status Barrier(Deadline deadline) override;
+
+ protected:
+  // One all-pairs exchange of validated spans; `what` names the operation in errors.
+  virtual Status Exchange(const char* what, std::span<const std::byte> send,
+                          std::span<const int64_t> send_counts,
+                          std::span<const int64_t> send_offsets, std::span<std::byte> recv,
+                          std::span<const int64_t> recv_counts,
+                          std::span<const int64_t> recv_offsets, Deadline deadline) = 0;
+};
+
 }  // namespace transport_internal
 }  // namespace switchyard

@@ -171,6 +171,13 @@ void ServingEngine::Loop() {
       FailAll(step.status());
       return;
     }
+    // Expert-load gauges from the coordinator's sliding window (cheap; not every step).
+    if (++steps_since_loads_ >= kLoadMetricsEverySteps) {
+      steps_since_loads_ = 0;
+      Status s =
+          metrics_->SetExpertLoads(coordinator_->ExpertLoads(), coordinator_->plan().moe_layers);
+      if (!s.ok()) LOG_WARN("serving", "expert-load metrics: %s", s.ToString().c_str());
+    }
     for (int rank = 0; rank < n; ++rank) {
       for (const TokenOut& t : step->tokens[rank]) {
         auto it = running_.find(t.id);

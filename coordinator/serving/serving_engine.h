@@ -104,6 +104,8 @@ class ServingEngine {
   std::map<int64_t, std::unique_ptr<Active>> running_;
   std::vector<int64_t> worker_load_;  // prompt + max_new_tokens of running requests, by rank
   std::vector<std::vector<int64_t>> release_next_;  // finished here, still on the worker
+  static constexpr int kLoadMetricsEverySteps = 16;
+  int steps_since_loads_ = 0;  // serving thread only
   std::thread thread_;
 };
 

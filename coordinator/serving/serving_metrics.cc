@@ -35,6 +35,11 @@ void ServingMetrics::SetQueue(int64_t running, int64_t waiting) {
   serving_->SetRequestsWaiting(waiting);
 }
 
+Status ServingMetrics::SetExpertLoads(const std::vector<std::vector<double>>& loads,
+                                      const std::vector<int32_t>& layer_ids) {
+  return serving_->UpdateExpertLoads(loads, layer_ids);
+}
+
 void ServingMetrics::OnHttp(const std::string& handler, const std::string& method, int status) {
   auto c = http_->WithLabels({handler, method, std::to_string(status)});
   if (c.ok()) (*c)->Inc();

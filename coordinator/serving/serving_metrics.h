@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "coordinator/metrics/metrics.h"
@@ -30,6 +31,11 @@ class ServingMetrics {
   void OnInterToken(double seconds);
   // Current numbers of running (holding KV cache on a worker) and waiting requests.
   void SetQueue(int64_t running, int64_t waiting);
+  // Expert loads of the coordinator's sliding window, [MoE layer][expert], with the model layer
+  // number of each row: switchyard:expert_load{layer,expert} and
+  // switchyard:expert_balancedness{layer} (max/mean). Errors: the registry's (bad sizes/values).
+  Status SetExpertLoads(const std::vector<std::vector<double>>& loads,
+                        const std::vector<int32_t>& layer_ids);
   // One HTTP response: handler path, method, status code.
   void OnHttp(const std::string& handler, const std::string& method, int status);
 

@@ -272,6 +272,9 @@ def check_concurrency(server, ref, max_tokens, clients=64):
     assert finished == clients, finished
     assert d("e2e_request_latency_seconds_count") == clients
     assert metric(after, "num_requests_running") == 0
+    # Expert-load gauges come from the workers' per-expert counts (many steps ran by now).
+    balance = [v for k, v in after.items() if k.startswith("switchyard:expert_balancedness{")]
+    assert balance and all(v >= 1.0 for v in balance), balance
     print(f"concurrency: {clients} streaming clients correct; counters add up "
           f"({prompt_sum} prompt, {gen_sum} generated tokens): ok")
 

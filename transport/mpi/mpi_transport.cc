@@ -216,7 +216,7 @@ class RequestSet {
   std::vector<Info> infos_;
 };
 
-class MpiTransport final : public Transport {
+class MpiTransport final : public transport_internal::PairwiseExchangeTransport {
  public:
   MpiTransport(MPI_Comm collective, MPI_Comm p2p, int rank, int size, int tag_limit)
       : collective_(collective), p2p_(p2p), rank_(rank), size_(size), tag_limit_(tag_limit) {}
@@ -234,24 +234,6 @@ class MpiTransport final : public Transport {
   std::string_view name() const override { return "mpi"; }
   TransportCapabilities capabilities() const override {
     return TransportCapabilities{.host_memory = true, .device_memory = false};
-  }
-
-  Status AllToAllV(std::span<const std::byte> send, std::span<const int64_t> send_counts,
-                   std::span<const int64_t> send_offsets, std::span<std::byte> recv,
-                   std::span<const int64_t> recv_counts, std::span<const int64_t> recv_offsets,
-                   Deadline deadline) override {
-    RETURN_IF_ERROR(transport_internal::ValidateAllToAllV("AllToAllV", rank_, size_, send.size(),
-                                                          send_counts, send_offsets, recv.size(),
-                                                          recv_counts, recv_offsets));
-    return Exchange("AllToAllV", send, send_counts, send_offsets, recv, recv_counts, recv_offsets,
-                    deadline);
-  }
-
-  Status Barrier(Deadline deadline) override {
-    // All-pairs empty messages rather than MPI_Ibarrier: a non-blocking barrier cannot be
-    // cancelled and cannot say which rank is missing.
-    std::vector<int64_t> zeros(size_, 0);
-    return Exchange("Barrier", {}, zeros, zeros, {}, zeros, zeros, deadline);
   }
 
   Status Send(int peer, int tag, std::span<const std::byte> data, Deadline deadline) override {
@@ -294,7 +276,7 @@ class MpiTransport final : public Transport {
   Status Exchange(const char* what, std::span<const std::byte> send,
                   std::span<const int64_t> send_counts, std::span<const int64_t> send_offsets,
                   std::span<std::byte> recv, std::span<const int64_t> recv_counts,
-                  std::span<const int64_t> recv_offsets, Deadline deadline) {
+                  std::span<const int64_t> recv_offsets, Deadline deadline) override {
     const uint64_t seq = next_seq_++;
     const int tag = static_cast<int>(seq % (static_cast<uint64_t>(tag_limit_) + 1));
     const std::string op = std::string(what) + " #" + std::to_string(seq);

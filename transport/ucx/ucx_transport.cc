@@ -29,7 +29,7 @@ constexpr size_t kMaxAbandoned = 16;
 // Zero-byte messages still need a valid pointer.
 std::byte g_empty[1];
 
-class UcxTransport final : public Transport {
+class UcxTransport final : public transport_internal::PairwiseExchangeTransport {
  public:
   UcxTransport(int rank, int world_size, bool peer_errors)
       : rank_(rank), size_(world_size), peer_errors_(peer_errors) {}
@@ -42,22 +42,6 @@ class UcxTransport final : public Transport {
   std::string_view name() const override { return "ucx"; }
   TransportCapabilities capabilities() const override {
     return TransportCapabilities{.host_memory = true, .device_memory = false};
-  }
-
-  Status AllToAllV(std::span<const std::byte> send, std::span<const int64_t> send_counts,
-                   std::span<const int64_t> send_offsets, std::span<std::byte> recv,
-                   std::span<const int64_t> recv_counts, std::span<const int64_t> recv_offsets,
-                   Deadline deadline) override {
-    RETURN_IF_ERROR(transport_internal::ValidateAllToAllV("AllToAllV", rank_, size_, send.size(),
-                                                          send_counts, send_offsets, recv.size(),
-                                                          recv_counts, recv_offsets));
-    return Exchange("AllToAllV", send, send_counts, send_offsets, recv, recv_counts, recv_offsets,
-                    deadline);
-  }
-
-  Status Barrier(Deadline deadline) override {
-    std::vector<int64_t> zeros(size_, 0);
-    return Exchange("Barrier", {}, zeros, zeros, {}, zeros, zeros, deadline);
   }
 
   Status Send(int peer, int tag, std::span<const std::byte> data, Deadline deadline) override {
@@ -130,7 +114,7 @@ class UcxTransport final : public Transport {
   Status Exchange(const char* what, std::span<const std::byte> send,
                   std::span<const int64_t> send_counts, std::span<const int64_t> send_offsets,
                   std::span<std::byte> recv, std::span<const int64_t> recv_counts,
-                  std::span<const int64_t> recv_offsets, Deadline deadline) {
+                  std::span<const int64_t> recv_offsets, Deadline deadline) override {
     const uint64_t seq = next_seq_++;
     const std::string op = std::string(what) + " #" + std::to_string(seq);
     const std::string where = op + " on rank " + std::to_string(rank_);

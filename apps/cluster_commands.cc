@@ -10,6 +10,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "apps/output_file.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/npy.h"
@@ -176,11 +177,9 @@ int RunCoordinatorCommand(const RuntimeConfig& runtime, const ClusterCommandFlag
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::ofstream file;
-  if (!flags.out.empty()) {
-    file.open(flags.out);
-    if (!file) return Fail(InvalidArgumentError("cannot create '" + flags.out + "'"));
-  }
-  std::ostream& out = flags.out.empty() ? std::cout : file;
+  auto out_stream = OpenOutput(flags.out, file);
+  if (!out_stream.ok()) return Fail(out_stream.status());
+  std::ostream& out = **out_stream;
   if (outcome.results.empty() && !outcome.status.ok()) {
     for (const auto& b : *batch) out << ErrorLine(b, outcome.status.message()) << "\n";
   }

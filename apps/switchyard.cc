@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "apps/cluster_commands.h"
+#include "apps/output_file.h"
 #include "apps/serve_command.h"
 #include "common/file_util.h"
 #include "common/logging.h"
@@ -241,11 +242,9 @@ int RunBatch(const RunFlags& flags, const RuntimeFlags& runtime_flags) {
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::ofstream file;
-  if (!flags.out.empty()) {
-    file.open(flags.out);
-    if (!file) return Fail(InvalidArgumentError("cannot create '" + flags.out + "'"));
-  }
-  std::ostream& out = flags.out.empty() ? std::cout : file;
+  auto out_stream = OpenOutput(flags.out, file);
+  if (!out_stream.ok()) return Fail(out_stream.status());
+  std::ostream& out = **out_stream;
   for (size_t i = 0; i < batch->size(); ++i)
     out << FormatBatchResult((*batch)[i], (*results)[i], tokenizer.get()) << "\n";
   out.flush();

@@ -18,8 +18,10 @@
 #include "coordinator/coordinator.h"
 #include "model/batch_requests.h"
 #include "model/tokenizer.h"
+#include "transport/bootstrap/bootstrap.h"
 #include "transport/transport_factory.h"
 #include "worker/local_cluster.h"
+#include "worker/rank_env.h"
 #include "worker/worker.h"
 
 namespace switchyard {
@@ -28,28 +30,6 @@ namespace {
 int Fail(const Status& status) {
   std::fprintf(stderr, "switchyard: error: %s\n", status.message().c_str());
   return status.code() == StatusCode::kInvalidArgument ? 2 : 1;
-}
-
-// Started by mpirun (Open MPI) or srun --mpi=pmix: MPI is not up yet, so the launcher's
-// environment tells.
-bool UnderMpiLauncher() {
-  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr;
-}
-
-// World size announced by the launcher (-1 if none).
-int LauncherWorldSize() {
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS"}) {
-    if (const char* v = std::getenv(name)) return std::atoi(v);
-  }
-  return -1;
-}
-
-// Local rank on this node, from the launcher (for logs and device choice; -1 if unknown).
-int LauncherLocalRank() {
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"}) {
-    if (const char* v = std::getenv(name)) return std::atoi(v);
-  }
-  return -1;
 }
 
 // Accepts `workers` TCP connections (process workers) and starts the coordinator on them.
@@ -113,13 +93,17 @@ int RunCoordinatorCommand(const RuntimeConfig& runtime, const ClusterCommandFlag
   }
   auto batch = ParseBatchRequests(*text, flags.requests, tokenizer.get());
   if (!batch.ok()) return Fail(batch.status());
-  const bool mpi_launch = UnderMpiLauncher();
+  // Started by mpirun (Open MPI) or srun --mpi=pmix: MPI is not up yet, so the launcher's
+  // environment tells.
+  const bool mpi_launch = LaunchedByMpiLauncher();
+  auto launch = RankEnvFromVariables([](const char* name) { return std::getenv(name); });
+  if (!launch.ok()) return Fail(launch.status());
 
   std::unique_ptr<LocalCluster> local;
   std::unique_ptr<Coordinator> own;
   Coordinator* coord = nullptr;
   if (cluster.transport == "local") {
-    if (mpi_launch && LauncherWorldSize() > 1) {
+    if (mpi_launch && launch->world_size > 1) {
       return Fail(InvalidArgumentError(
           "cluster.transport local runs the workers as threads of this process; launch one "
           "process (or use transport mpi / ucx for worker processes)"));
@@ -140,7 +124,7 @@ int RunCoordinatorCommand(const RuntimeConfig& runtime, const ClusterCommandFlag
         cluster.coordinator_address + ":" + std::to_string((*listener)->port());
     LOG_INFO("coordinator", "control plane on %s (pid %d)", endpoint.c_str(), getpid());
     if (mpi_launch) {
-      const int world = LauncherWorldSize();
+      const int world = launch->world_size;
       if (world > 0 && world != cluster.workers + 1) {
         return Fail(InvalidArgumentError(
             "the launch has " + std::to_string(world) + " processes but cluster.workers is " +
@@ -230,7 +214,7 @@ int RunWorkerCommand(const RuntimeConfig& runtime, const ClusterCommandFlags& fl
   std::unique_ptr<Transport> mpi_transport;
   WorkerOptions options;
   options.own_process = true;
-  if (UnderMpiLauncher()) {
+  if (LaunchedByMpiLauncher()) {
     auto world_rank = MpiWorldRankOfProcess();
     if (!world_rank.ok()) return Fail(world_rank.status());
     std::string announced;
@@ -246,8 +230,10 @@ int RunWorkerCommand(const RuntimeConfig& runtime, const ClusterCommandFlags& fl
       options.known_rank = *world_rank - 1;
     }
     SetLogRank(options.known_rank);
+    auto where = DiscoverRankEnv();
+    if (!where.ok()) return Fail(where.status());
     LOG_INFO("worker", "MPI world rank %d, worker rank %d, local rank %d; coordinator at %s",
-             *world_rank, options.known_rank, LauncherLocalRank(), endpoint.c_str());
+             *world_rank, options.known_rank, where->local_rank, endpoint.c_str());
   } else if (cluster.transport == "mpi") {
     return Fail(InvalidArgumentError(
         "cluster.transport mpi: start the workers with mpirun/srun together with the coordinator "

@@ -1,16 +1,19 @@
 #include "apps/cluster_commands.h"
 
-#include <unistd.h>
-
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "apps/cluster_start.h"
 #include "apps/output_file.h"
+#include "apps/process_signals.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/npy.h"
@@ -20,7 +23,6 @@
 #include "model/tokenizer.h"
 #include "transport/bootstrap/bootstrap.h"
 #include "transport/transport_factory.h"
-#include "worker/local_cluster.h"
 #include "worker/rank_env.h"
 #include "worker/worker.h"
 
@@ -30,24 +32,6 @@ namespace {
 int Fail(const Status& status) {
   std::fprintf(stderr, "switchyard: error: %s\n", status.message().c_str());
   return status.code() == StatusCode::kInvalidArgument ? 2 : 1;
-}
-
-// Accepts `workers` TCP connections (process workers) and starts the coordinator on them.
-Status AcceptAndStart(TcpListener* listener, const RuntimeConfig& runtime, Coordinator* coord) {
-  const Deadline deadline =
-      Deadline::After(std::chrono::milliseconds(runtime.cluster.register_timeout_ms));
-  std::vector<std::unique_ptr<ControlChannel>> channels;
-  while (static_cast<int>(channels.size()) < runtime.cluster.workers) {
-    auto ch = listener->Accept(deadline);
-    if (!ch.ok()) {
-      return DeadlineExceededError(
-          std::to_string(channels.size()) + " of " + std::to_string(runtime.cluster.workers) +
-          " workers connected within cluster.register_timeout_ms: " + ch.status().message());
-    }
-    LOG_INFO("coordinator", "worker connected from %s", (*ch)->peer().c_str());
-    channels.push_back(std::move(*ch));
-  }
-  return coord->Start(std::move(channels));
 }
 
 // [requests, longest max_tokens, vocab], rows a request did not produce are NaN.
@@ -67,6 +51,43 @@ Status WriteLogits(const std::string& path, const std::vector<GenerationRequest>
   }
   return WriteNpyFloat32(path, {static_cast<int64_t>(results.size()), steps, vocab}, data.data());
 }
+
+// A worker that gets SIGTERM/SIGINT (mpirun and Slurm signal every process of the job, not only
+// the coordinator) keeps serving until the coordinator's `shutdown`, so that every process can
+// end cleanly, but at most `limit`; then, or at a second signal, it exits with status 1.
+class SignalGrace {
+ public:
+  explicit SignalGrace(std::chrono::milliseconds limit) : thread_([this, limit] { Run(limit); }) {}
+  ~SignalGrace() {
+    done_.store(true);
+    thread_.join();
+  }
+
+ private:
+  void Run(std::chrono::milliseconds limit) {
+    int sig = 0;
+    while (!done_.load() && sig == 0) sig = signals_.Wait(std::chrono::milliseconds(200));
+    if (sig == 0) return;
+    LOG_WARN("worker", "signal %d: waiting up to %lld ms for the coordinator's shutdown", sig,
+             static_cast<long long>(limit.count()));
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!done_.load()) {
+      if (std::chrono::steady_clock::now() >= end) break;
+      if (signals_.Wait(std::chrono::milliseconds(100)) != 0) break;  // a second signal
+    }
+    if (done_.load()) return;
+    std::fprintf(stderr,
+                 "switchyard: error: worker: stopped by signal %d before the coordinator "
+                 "shut it down\n",
+                 sig);
+    std::fflush(stderr);
+    std::_Exit(1);
+  }
+
+  StopSignals signals_;  // blocks the signals in the constructing thread: before threads start
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
 
 std::string ErrorLine(const BatchRequest& request, const std::string& error) {
   return nlohmann::json{{"id", request.id}, {"error", error}}.dump();
@@ -93,66 +114,9 @@ int RunCoordinatorCommand(const RuntimeConfig& runtime, const ClusterCommandFlag
   }
   auto batch = ParseBatchRequests(*text, flags.requests, tokenizer.get());
   if (!batch.ok()) return Fail(batch.status());
-  // Started by mpirun (Open MPI) or srun --mpi=pmix: MPI is not up yet, so the launcher's
-  // environment tells.
-  const bool mpi_launch = LaunchedByMpiLauncher();
-  auto launch = RankEnvFromVariables([](const char* name) { return std::getenv(name); });
-  if (!launch.ok()) return Fail(launch.status());
-
-  std::unique_ptr<LocalCluster> local;
-  std::unique_ptr<Coordinator> own;
-  Coordinator* coord = nullptr;
-  if (cluster.transport == "local") {
-    if (mpi_launch && launch->world_size > 1) {
-      return Fail(InvalidArgumentError(
-          "cluster.transport local runs the workers as threads of this process; launch one "
-          "process (or use transport mpi / ucx for worker processes)"));
-    }
-    auto started = LocalCluster::Start(runtime);
-    if (!started.ok()) return Fail(started.status());
-    local = std::move(*started);
-    coord = &local->coordinator();
-  } else {
-    if (!mpi_launch && cluster.control_port == 0) {
-      return Fail(InvalidArgumentError(
-          "cluster.control_port must be set when the workers are not started by mpirun/srun "
-          "(they need to know where to connect)"));
-    }
-    auto listener = TcpListener::Listen(cluster.bind_address, cluster.control_port);
-    if (!listener.ok()) return Fail(listener.status().WithContext("cluster.bind_address"));
-    const std::string endpoint =
-        cluster.coordinator_address + ":" + std::to_string((*listener)->port());
-    LOG_INFO("coordinator", "control plane on %s (pid %d)", endpoint.c_str(), getpid());
-    if (mpi_launch) {
-      const int world = launch->world_size;
-      if (world > 0 && world != cluster.workers + 1) {
-        return Fail(InvalidArgumentError(
-            "the launch has " + std::to_string(world) + " processes but cluster.workers is " +
-            std::to_string(cluster.workers) + " (+1 coordinator): use -np 1 coordinator : -np " +
-            std::to_string(cluster.workers) + " worker"));
-      }
-      auto world_rank = MpiWorldRankOfProcess();
-      if (!world_rank.ok()) return Fail(world_rank.status());
-      if (*world_rank != 0) {
-        return Fail(
-            InvalidArgumentError("the coordinator must be MPI world rank 0 (first in "
-                                 "the mpirun/srun command), it is rank " +
-                                 std::to_string(*world_rank)));
-      }
-      std::string text_endpoint = endpoint;
-      Status s = MpiBroadcastText(&text_endpoint, 0, Deadline::After(std::chrono::seconds(60)));
-      if (!s.ok()) return Fail(s);
-      if (cluster.transport == "mpi") {
-        auto none = CreateMpiWorkersTransport(false);  // takes part in the workers' split
-        if (!none.ok()) return Fail(none.status());
-      }
-      SetLogRank(-1);  // the coordinator is no worker rank ("rank -" in the log prefix)
-    }
-    own = std::make_unique<Coordinator>(runtime);
-    coord = own.get();
-    Status s = AcceptAndStart(listener->get(), runtime, coord);
-    if (!s.ok()) return Fail(s);
-  }
+  auto started = StartedCluster::Start(runtime, "coordinator");
+  if (!started.ok()) return Fail(started.status());
+  Coordinator* coord = &(*started)->coordinator();
 
   std::vector<GenerationRequest> requests;
   for (const auto& b : *batch) requests.push_back(b.request);
@@ -192,10 +156,7 @@ int RunCoordinatorCommand(const RuntimeConfig& runtime, const ClusterCommandFlag
                static_cast<long long>(st.prompt_tokens),
                static_cast<long long>(st.generated_tokens), secs, st.generated_tokens / secs,
                (st.prompt_tokens + st.generated_tokens) / secs);
-  coord->Shutdown();
-  local.reset();
-  own.reset();
-  Status s = ShutdownTransports();
+  Status s = (*started)->Shutdown(std::chrono::milliseconds(runtime.serving.shutdown_timeout_ms));
   if (!s.ok()) return Fail(s);
   return 0;
 }
@@ -210,6 +171,8 @@ int RunWorkerCommand(const RuntimeConfig& runtime, const ClusterCommandFlags& fl
         "cluster.transport local runs the workers as threads of the coordinator; worker processes "
         "need transport mpi or ucx"));
   }
+  const std::chrono::milliseconds shutdown_limit(runtime.serving.shutdown_timeout_ms);
+  SignalGrace grace(shutdown_limit);  // first: before MPI or anything else starts threads
   std::string endpoint = flags.coordinator;
   std::unique_ptr<Transport> mpi_transport;
   WorkerOptions options;
@@ -272,6 +235,7 @@ int RunWorkerCommand(const RuntimeConfig& runtime, const ClusterCommandFlags& fl
     std::fflush(stderr);
     std::_Exit(1);  // peers may be dead: do not wait in MPI_Finalize
   }
+  ExitWatchdog watchdog(shutdown_limit, "worker: finalizing the transports");
   channel->reset();
   mpi_transport.reset();
   ucx_transport.reset();

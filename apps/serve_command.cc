@@ -1,16 +1,17 @@
 #include "apps/serve_command.h"
 
-#include <signal.h>
-
+#include <chrono>
 #include <cstdio>
-#include <ctime>
+#include <cstdlib>
+#include <optional>
 
+#include "apps/cluster_start.h"
+#include "apps/process_signals.h"
 #include "common/logging.h"
 #include "coordinator/http/openai_server.h"
 #include "coordinator/serving/serving_engine.h"
 #include "coordinator/serving/serving_metrics.h"
 #include "model/tokenizer.h"
-#include "worker/local_cluster.h"
 
 namespace switchyard {
 namespace {
@@ -26,65 +27,101 @@ std::string DirName(std::string path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// Leaves without destructors or MPI_Finalize: a worker is dead, and MPI would wait for it.
+[[noreturn]] void ExitAfterFailure(OpenAiServer* server) {
+  if (server != nullptr) server->Stop();
+  std::fprintf(stderr, "switchyard: error: serve: a worker failed (see the log above)\n");
+  std::fflush(stderr);
+  std::_Exit(1);
+}
+
 }  // namespace
 
-int RunServeCommand(const RuntimeConfig& runtime, const ServeFlags& flags) {
+Status ApplyServeFlags(const ServeFlags& flags, RuntimeConfig* config) {
+  ServingConfig& s = config->serving;
+  if (flags.host) s.host = *flags.host;
+  if (flags.port) s.port = *flags.port;
+  if (flags.served_model_name) s.served_model_name = *flags.served_model_name;
+  if (flags.max_queue) s.max_queue = *flags.max_queue;
+  if (flags.max_running) s.max_running = *flags.max_running;
+  config->has_serving = true;
+  return ValidateServingConfig(s).WithContext(
+      "serve flags (--host, --port, --served-model-name, --max-queue, --max-running override "
+      "serving.*)");
+}
+
+int RunServeCommand(const RuntimeConfig& runtime) {
   if (!runtime.has_cluster) {
     return Fail(InvalidArgumentError("--config: no 'cluster:' section (see configs/README.md)"));
   }
   const ClusterConfig& cluster = runtime.cluster;
-  if (cluster.transport != "local") {
-    return Fail(InvalidArgumentError(
-        "serve: cluster.transport '" + cluster.transport +
-        "' is not supported by `serve` yet; use transport local (workers as threads)"));
-  }
-  if (flags.port < 0 || flags.port > 65535) {
-    return Fail(InvalidArgumentError("--port must be within [0, 65535]"));
-  }
-  if (flags.max_queue < 1 || flags.max_running < 1) {
-    return Fail(InvalidArgumentError("--max-queue and --max-running must be >= 1"));
-  }
+  const ServingConfig& serving = runtime.serving;
+  Status valid = ValidateServingConfig(serving);
+  if (!valid.ok()) return Fail(valid);
   auto tokenizer = Tokenizer::FromFile(cluster.model + "/tokenizer.json");
   if (!tokenizer.ok()) return Fail(tokenizer.status().WithContext("serve needs a tokenizer"));
-  // Block the stop signals before any thread starts, so that only sigtimedwait below sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Before any thread starts (MPI's included), so that only Wait below sees the signals.
+  StopSignals signals;
 
-  auto cluster_run = LocalCluster::Start(runtime);
-  if (!cluster_run.ok()) return Fail(cluster_run.status());
-  Coordinator& coord = (*cluster_run)->coordinator();
+  std::optional<ExitOnSignal> interruptible(std::in_place, &signals, "startup");
+  auto started = StartedCluster::Start(runtime, "serve");
+  if (!started.ok()) return Fail(started.status());
+  Coordinator& coord = (*started)->coordinator();
   const std::string model_name =
-      flags.served_model_name.empty() ? DirName(cluster.model) : flags.served_model_name;
+      serving.served_model_name.empty() ? DirName(cluster.model) : serving.served_model_name;
   auto metrics = ServingMetrics::Create(model_name);
   if (!metrics.ok()) return Fail(metrics.status());
   ServingOptions sopts;
-  sopts.max_queue = flags.max_queue;
-  sopts.max_running = flags.max_running;
+  sopts.max_queue = serving.max_queue;
+  sopts.max_running = serving.max_running;
   auto engine = std::make_unique<ServingEngine>(&coord, tokenizer->get(), metrics->get(), sopts);
   OpenAiServerOptions hopts;
   hopts.model_name = model_name;
   hopts.max_seq_len = runtime.max_seq_len;
-  hopts.http.host = flags.host;
-  hopts.http.port = flags.port;
+  hopts.request_timeout = std::chrono::seconds(serving.request_timeout_s);
+  hopts.http.host = serving.host;
+  hopts.http.port = serving.port;
   auto server =
       OpenAiServer::Start(engine.get(), tokenizer->get(), ChatFamilyForModel(coord.model_config()),
                           metrics->get(), hopts);
   if (!server.ok()) return Fail(server.status());
-  LOG_INFO("serve", "model '%s' on %d workers; listening on http://%s:%d", model_name.c_str(),
-           coord.num_workers(), flags.host.c_str(), (*server)->port());
-  int sig = -1;
-  while (sig < 0) {
-    timespec slice{1, 0};
-    sig = sigtimedwait(&stop_signals, nullptr, &slice);
+  interruptible.reset();  // from here the loop below takes the signals
+  LOG_INFO("serve", "model '%s' on %d workers (transport %s); listening on http://%s:%d",
+           model_name.c_str(), coord.num_workers(), cluster.transport.c_str(), serving.host.c_str(),
+           (*server)->port());
+
+  int sig = 0;
+  while (sig == 0) {
+    sig = signals.Wait(std::chrono::milliseconds(200));
+    if (sig != 0 || engine->healthy()) continue;
+    // The engine has failed every queued and running request and /ready answers 503.
+    if (serving.exit_on_worker_failure) {
+      LOG_ERROR("serve",
+                "a worker failed: requests end with an error, /ready answers 503; "
+                "exiting in %lld ms (serving.worker_failure_grace_ms)",
+                static_cast<long long>(serving.worker_failure_grace_ms));
+      signals.Wait(std::chrono::milliseconds(serving.worker_failure_grace_ms));
+    } else {
+      LOG_ERROR("serve",
+                "a worker failed: requests end with an error, /ready answers 503 until "
+                "SIGINT/SIGTERM (serving.exit_on_worker_failure: false)");
+      while (signals.Wait(std::chrono::seconds(1)) == 0) {
+      }
+    }
+    ExitAfterFailure(server->get());
   }
   LOG_INFO("serve", "signal %d: shutting down", sig);
-  (*server)->Stop();
-  server->reset();
-  engine.reset();
-  cluster_run->reset();
+  const std::chrono::milliseconds limit(serving.shutdown_timeout_ms);
+  {
+    ExitWatchdog watchdog(limit, "serve: stopping HTTP and the serving loop");
+    (*server)->Stop();
+    server->reset();
+    engine.reset();
+  }
+  if (!coord.healthy()) ExitAfterFailure(nullptr);
+  Status s = (*started)->Shutdown(limit);
+  if (!s.ok()) return Fail(s);
+  LOG_INFO("serve", "stopped: every worker shut down");
   return 0;
 }
 

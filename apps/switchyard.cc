@@ -52,6 +52,7 @@ struct RuntimeFlags {
   int64_t max_batch_tokens = -1;
   std::string expert_format;
   bool print_config = false;
+  const ServeFlags* serve = nullptr;  // `serve`: its flags override the YAML's serving section
 
   void Add(CLI::App* app) {
     app->add_option("--config", config_path, "runtime settings (YAML; see configs/README.md)");
@@ -76,6 +77,7 @@ struct RuntimeFlags {
     if (max_seq_len >= 0) config.max_seq_len = max_seq_len;
     if (max_batch_tokens >= 0) config.max_batch_tokens = max_batch_tokens;
     if (!expert_format.empty()) config.expert_format = expert_format;
+    if (serve != nullptr) RETURN_IF_ERROR(ApplyServeFlags(*serve, &config));
     RETURN_IF_ERROR(ValidateRuntimeConfig(config).WithContext("command line"));
     LogLevel level;
     ParseLogLevel(config.log_level, &level);
@@ -474,13 +476,16 @@ int main(int argc, char** argv) {
   ServeFlags serve_flags;
   RuntimeFlags serve_runtime;
   CLI::App* serve = app.add_subcommand("serve", "OpenAI-compatible HTTP server over the cluster");
-  serve->add_option("--host", serve_flags.host, "address to listen on (default 127.0.0.1)");
-  serve->add_option("--port", serve_flags.port, "port (0 = ephemeral; default 8000)");
+  serve->add_option("--host", serve_flags.host, "address to listen on (serving.host)");
+  serve->add_option("--port", serve_flags.port, "port, 0 = ephemeral (serving.port)");
   serve->add_option("--served-model-name", serve_flags.served_model_name,
-                    "model id in the API (default: the checkpoint directory name)");
-  serve->add_option("--max-queue", serve_flags.max_queue, "waiting requests before 429");
-  serve->add_option("--max-running", serve_flags.max_running, "requests running at once");
+                    "model id in the API (serving.served_model_name)");
+  serve->add_option("--max-queue", serve_flags.max_queue,
+                    "waiting requests before 429 (serving.max_queue)");
+  serve->add_option("--max-running", serve_flags.max_running,
+                    "requests running at once (serving.max_running)");
   serve_runtime.Add(serve);
+  serve_runtime.serve = &serve_flags;
 
   std::string info_model;
   CLI::App* info = app.add_subcommand("info", "describe a checkpoint");
@@ -516,7 +521,7 @@ int main(int argc, char** argv) {
   if (serve->parsed()) {
     auto runtime = serve_runtime.Resolve();
     if (!runtime.ok()) return Fail(runtime.status());
-    return RunServeCommand(*runtime, serve_flags);
+    return RunServeCommand(*runtime);
   }
   for (auto [cmd, flags, rflags] : {std::tuple{coordinator, &coord_flags, &coord_runtime},
                                     std::tuple{worker, &worker_flags, &worker_runtime}}) {

@@ -2,7 +2,7 @@
 // same bytes, measured in the same run.
 //   mpirun -np 4 build/bin/bench_a2a [--backend mpi|ucx] [--tokens 1,16,128,1024,4096]
 //       [--hidden 2048,7168] [--dtype bf16,fp8,f32] [--integrity off,on] [--input f32,bf16]
-//       [--topk 8]
+//       [--output f32,bf16] [--rows own,caller] [--topk 8]
 //       [--experts 64] [--reps N] [--warmup N] [--seed N] [--json]
 //   build/bin/bench_a2a --backend local --ranks 4 ...       (ranks as threads; no raw baseline)
 // Per case (tokens per rank, hidden, dispatch dtype, integrity): every rank routes its tokens top-k
@@ -13,8 +13,12 @@
 //         dispatcher's packing and conversions, its exchanges and unpacking, combine accumulation,
 //         integrity checksums when on, and the transport. With --input bf16 (BF16 transit only):
 //         DispatchBf16 + CombineBf16 instead, BF16 tokens in and BF16 expert rows out, rows read
-//         in place; the identity experts' output write (a gather of the received views into one
-//         BF16 buffer) and a barrier after it are between the two timed phases, untimed.
+//         in place; the identity experts' output write (a gather of the received views into the
+//         dispatcher's Bf16CombineRows(), sent from there without a copy) and a barrier after it
+//         are between the two timed phases, untimed. --output bf16 (with --input bf16): the
+//         combine's output rounded to BF16 (the CombineBf16 overload DeepEP's combine matches).
+//         --rows caller (with --input bf16): the expert rows in the bench's own buffer instead,
+//         which CombineBf16 copies into its send buffer (the behaviour before Bf16CombineRows).
 //   raw:  MPI_Alltoallv of exactly the dispatcher's message bytes per peer (header and body, as
 //         DispatchMessageBytes says; nothing to itself, as the dispatcher), then MPI_Alltoallv of
 //         the combine bytes per peer. Only for backends run under mpirun (mpi, ucx).
@@ -104,6 +108,11 @@ struct Options {
   // Hidden states handed in as FP32 (Dispatch/Combine) or BF16 (DispatchBf16/CombineBf16: rows
   // read in place, sent as they are; BF16 transit only, other dtypes skipped).
   std::vector<bool> bf16_input = {false};
+  // With BF16 input: the combine's output as FP32 sums or rounded to BF16 (as DeepEP returns).
+  std::vector<bool> bf16_output = {false};
+  // With BF16 input: the expert rows written into the dispatcher's Bf16CombineRows() (sent in
+  // place) or into the bench's own buffer (CombineBf16 packs them: the behaviour before).
+  std::vector<bool> own_rows = {true};
   int32_t topk = 8;
   int32_t experts = 64;
   int reps = 0;  // 0: chosen per case from the warm-up time
@@ -179,6 +188,27 @@ bool ParseArgs(int argc, char** argv, Options* o) {
       }
       if (v.empty()) return false;
       o->bf16_input = v;
+    } else if (arg == "--output" && has_value) {
+      std::vector<bool> v;
+      std::stringstream in(argv[++i]);
+      std::string item;
+      while (std::getline(in, item, ',')) {
+        bool ok = false;
+        v.push_back(ParseInput(item, &ok));
+        if (!ok) return false;
+      }
+      if (v.empty()) return false;
+      o->bf16_output = v;
+    } else if (arg == "--rows" && has_value) {
+      std::vector<bool> v;
+      std::stringstream in(argv[++i]);
+      std::string item;
+      while (std::getline(in, item, ',')) {
+        v.push_back(item == "own");
+        if (item != "own" && item != "caller") return false;
+      }
+      if (v.empty()) return false;
+      o->own_rows = v;
     } else if (arg == "--integrity" && has_value) {
       std::vector<bool> v;
       std::stringstream in(argv[++i]);
@@ -284,7 +314,7 @@ std::vector<int64_t> Offsets(const std::vector<int64_t>& counts) {
 }
 
 CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens, int64_t hidden,
-                   PayloadDtype dtype, bool integrity, bool bf16_in) {
+                   PayloadDtype dtype, bool integrity, bool bf16_in, bool bf16_out, bool own_rows) {
   const int world = t.world_size(), me = t.rank();
   const PayloadDtype combine_dtype =
       dtype == PayloadDtype::kF32 ? PayloadDtype::kF32 : PayloadDtype::kBF16;
@@ -325,24 +355,29 @@ CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens
 
   Dispatcher dispatcher(DispatcherOptions{.integrity = integrity});
   ReceivedTokens received;
-  std::vector<uint16_t> xb(bf16_in ? x.size() : 0), row_out_bf16;
+  std::vector<uint16_t> xb(bf16_in ? x.size() : 0), out_bf16(bf16_out ? out.size() : 0),
+      caller_rows;
   for (size_t i = 0; i < xb.size(); ++i) xb[i] = F32ToBf16(x[i]);
-  // BF16 input: the identity experts write their output rows (a gather of the views into
-  // row_out_bf16, what a real expert's output write replaces) between the phases, untimed, and a
-  // barrier lines the ranks up again so that the gather does not show up as waiting in Combine.
+  // BF16 input: the identity experts write their output rows (a gather of the views into the
+  // dispatcher's combine rows, Bf16CombineRows(), what a real expert's output write replaces)
+  // between the phases, untimed, and a barrier lines the ranks up again so that the gather does
+  // not show up as waiting in Combine. CombineBf16 then sends those rows in place.
   auto ours_bf16 = [&](double* split) {
     CheckOk(t, t.Barrier(Generous()), "Barrier");
     const double t0 = Now();
     CheckOk(t, dispatcher.DispatchBf16(t, 0, layout, xb.data(), hidden, Generous(), &received),
             "DispatchBf16");
     split[0] = Now() - t0;
-    row_out_bf16.resize(received.num_rows() * hidden);
+    caller_rows.resize(own_rows ? 0 : received.num_rows() * hidden);
+    uint16_t* rows = own_rows ? dispatcher.Bf16CombineRows() : caller_rows.data();
     for (int64_t r = 0; r < received.num_rows(); ++r) {
-      std::memcpy(&row_out_bf16[r * hidden], received.row_bf16(r), 2 * hidden);
+      std::memcpy(rows + r * hidden, received.row_bf16(r), 2 * hidden);
     }
     CheckOk(t, t.Barrier(Generous()), "Barrier");
     const double t1 = Now();
-    CheckOk(t, dispatcher.CombineBf16(t, row_out_bf16.data(), Generous(), out.data()),
+    CheckOk(t,
+            bf16_out ? dispatcher.CombineBf16(t, rows, Generous(), out_bf16.data())
+                     : dispatcher.CombineBf16(t, rows, Generous(), out.data()),
             "CombineBf16");
     split[1] = Now() - t1;
   };
@@ -388,9 +423,10 @@ CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens
     transport(rep + 3);
     warm_time = std::max(warm_time, rep[0] + rep[1] + rep[2] + rep[3]);
   }
+  for (size_t i = 0; i < out_bf16.size(); ++i) out[i] = Bf16ToF32(out_bf16[i]);
   std::vector<int32_t> dests(tokens, 0);
   for (int64_t row = 0; row < layout.num_rows(); ++row) ++dests[layout.row_token_idx[row]];
-  const float tol = dtype == PayloadDtype::kFP8 ? 0.08f : 1e-2f;
+  const float tol = dtype == PayloadDtype::kFP8 ? 0.08f : (bf16_out ? 2e-2f : 1e-2f);
   for (int64_t tok = 0; tok < tokens; ++tok) {
     for (int64_t k : {int64_t{0}, hidden - 1}) {
       const float want = static_cast<float>(dests[tok]) * x[tok * hidden + k];
@@ -468,7 +504,7 @@ CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens
 }
 
 void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, PayloadDtype dtype,
-               bool integrity, bool bf16_in, const CaseResult& r) {
+               bool integrity, bool bf16_in, bool bf16_out, bool own_rows, const CaseResult& r) {
   const double ours_gbs = r.bytes_per_rank / r.ours / 1e9;
   char raw[160] = "\"raw_us\": null, \"raw_best_us\": null, \"raw_GBps\": null, \"ratio\": null";
   if (r.raw > 0) {
@@ -482,7 +518,8 @@ void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, Payl
   std::printf(
       "{\"bench\": \"a2a_dispatch_combine\", \"backend\": \"%s\", \"ranks\": %d, "
       "\"tokens_per_rank\": %lld, \"hidden\": %lld, \"topk\": %d, \"dtype\": \"%s\", "
-      "\"combine_dtype\": \"%s\", \"input\": \"%s\", \"integrity\": %s, "
+      "\"combine_dtype\": \"%s\", \"input\": \"%s\", \"output\": \"%s\", \"rows\": \"%s\", "
+      "\"integrity\": %s, "
       "\"dispatch_bytes_per_peer\": %.0f, "
       "\"combine_bytes_per_peer\": %.0f, \"bytes_per_rank\": %.0f, \"transport_bytes_per_rank\": "
       "%.0f, \"dispatch_exchanges\": %d, \"reps\": %d, \"ours_us\": %.1f, \"ours_best_us\": %.1f, "
@@ -491,6 +528,7 @@ void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, Payl
       TransportKindName(o.backend), world, static_cast<long long>(tokens),
       static_cast<long long>(hidden), o.topk, PayloadDtypeName(dtype),
       dtype == PayloadDtype::kF32 ? "f32" : "bf16", bf16_in ? "bf16" : "f32",
+      bf16_out ? "bf16" : "f32", bf16_in ? (own_rows ? "own" : "caller") : "-",
       integrity ? "true" : "false", r.dispatch_bytes_per_peer, r.combine_bytes_per_peer,
       r.bytes_per_rank, r.transport_bytes_per_rank, r.exchanges, r.reps, r.ours * 1e6,
       r.ours_best * 1e6, r.ours_dispatch * 1e6, r.ours_combine * 1e6, ours_gbs, raw,
@@ -519,8 +557,18 @@ void RunAll(Transport& t, MPI_Comm comm, const Options& o) {
         for (bool integrity : o.integrity) {
           for (bool bf16_in : o.bf16_input) {
             if (bf16_in && dtype != PayloadDtype::kBF16) continue;  // BF16 in: BF16 transit
-            const CaseResult r = RunCase(t, comm, o, tokens, hidden, dtype, integrity, bf16_in);
-            if (t.rank() == 0) PrintCase(o, world, tokens, hidden, dtype, integrity, bf16_in, r);
+            for (bool bf16_out : o.bf16_output) {
+              if (bf16_out && !bf16_in) continue;  // BF16 out: the BF16 path only
+              for (bool own_rows : o.own_rows) {
+                if (!own_rows && !bf16_in) continue;  // caller rows: the BF16 path only
+                const CaseResult r = RunCase(t, comm, o, tokens, hidden, dtype, integrity, bf16_in,
+                                             bf16_out, own_rows);
+                if (t.rank() == 0) {
+                  PrintCase(o, world, tokens, hidden, dtype, integrity, bf16_in, bf16_out, own_rows,
+                            r);
+                }
+              }
+            }
           }
         }
       }
@@ -533,12 +581,13 @@ void RunAll(Transport& t, MPI_Comm comm, const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   if (!ParseArgs(argc, argv, &o)) {
-    std::fprintf(
-        stderr,
-        "usage: bench_a2a [--backend mpi|ucx|local] [--ranks N (local)] "
-        "[--tokens 1,16,128,1024,4096] [--hidden 2048,7168] [--dtype bf16,fp8,f32] "
-        "[--integrity off,on] [--input f32,bf16] [--topk 8] [--experts 64] [--reps N] [--warmup N] "
-        "[--seed N] [--json]\n  (mpi, ucx: run under mpirun)\n");
+    std::fprintf(stderr,
+                 "usage: bench_a2a [--backend mpi|ucx|local] [--ranks N (local)] "
+                 "[--tokens 1,16,128,1024,4096] [--hidden 2048,7168] [--dtype bf16,fp8,f32] "
+                 "[--integrity off,on] [--input f32,bf16] [--output f32,bf16] [--rows own,caller] "
+                 "[--topk 8] "
+                 "[--experts 64] [--reps N] [--warmup N] "
+                 "[--seed N] [--json]\n  (mpi, ucx: run under mpirun)\n");
     return 2;
   }
   SetLogLevel(LogLevel::kWarn);

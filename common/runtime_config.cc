@@ -76,13 +76,50 @@ Status ParseClusterYaml(const YAML::Node& node, const std::string& origin, Clust
       RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->register_timeout_ms));
     } else if (key == "load_window_steps") {
       RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->load_window_steps));
+    } else if (key == "kv_cache_tokens") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->kv_cache_tokens));
     } else {
       return InvalidArgumentError(
           origin + ": unknown key '" + full +
           "' (known: model, workers, transport, coordinator_address, bind_address, control_port, "
           "racks, nodes_per_rack, gpus_per_node, placement, redundant_experts_per_worker, "
           "heartbeat_interval_ms, heartbeat_timeout_ms, step_timeout_ms, register_timeout_ms, "
-          "load_window_steps)");
+          "load_window_steps, kv_cache_tokens)");
+    }
+  }
+  return OkStatus();
+}
+
+Status ParseServingYaml(const YAML::Node& node, const std::string& origin, ServingConfig* c) {
+  if (!node.IsMap()) return InvalidArgumentError(origin + ": key 'serving' must be a mapping");
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    const std::string full = "serving." + key;
+    const YAML::Node& v = kv.second;
+    const char* kInt = "an integer";
+    if (key == "host") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, "a string", &c->host));
+    } else if (key == "port") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->port));
+    } else if (key == "served_model_name") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, "a string", &c->served_model_name));
+    } else if (key == "max_queue") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->max_queue));
+    } else if (key == "max_running") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->max_running));
+    } else if (key == "request_timeout_s") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->request_timeout_s));
+    } else if (key == "exit_on_worker_failure") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, "true or false", &c->exit_on_worker_failure));
+    } else if (key == "worker_failure_grace_ms") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->worker_failure_grace_ms));
+    } else if (key == "shutdown_timeout_ms") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->shutdown_timeout_ms));
+    } else {
+      return InvalidArgumentError(
+          origin + ": unknown key '" + full +
+          "' (known: host, port, served_model_name, max_queue, max_running, request_timeout_s, "
+          "exit_on_worker_failure, worker_failure_grace_ms, shutdown_timeout_ms)");
     }
   }
   return OkStatus();
@@ -119,11 +156,14 @@ Status ParseRuntimeConfigYaml(const std::string& text, const std::string& origin
     } else if (key == "cluster") {
       config->has_cluster = true;
       RETURN_IF_ERROR(ParseClusterYaml(v, origin, &config->cluster));
+    } else if (key == "serving") {
+      config->has_serving = true;
+      RETURN_IF_ERROR(ParseServingYaml(v, origin, &config->serving));
     } else {
       return InvalidArgumentError(
           origin + ": unknown key '" + key +
           "' (known: log_level, log_format, num_threads, max_seq_len, max_batch_tokens, "
-          "expert_format, cluster)");
+          "expert_format, cluster, serving)");
     }
   }
   return ValidateRuntimeConfig(*config).WithContext(origin);
@@ -180,7 +220,24 @@ Status ValidateRuntimeConfig(const RuntimeConfig& config) {
     return InvalidArgumentError("expert_format '" + config.expert_format +
                                 "' is not one of f32, nvfp4, mxfp4");
   }
-  if (config.has_cluster) return ValidateClusterConfig(config.cluster);
+  if (config.has_cluster) RETURN_IF_ERROR(ValidateClusterConfig(config.cluster));
+  if (config.has_serving) return ValidateServingConfig(config.serving);
+  return OkStatus();
+}
+
+Status ValidateServingConfig(const ServingConfig& c) {
+  auto bad = [](const std::string& key, const std::string& want, const std::string& got) {
+    return InvalidArgumentError("serving." + key + " must be " + want + ", got " + got);
+  };
+  if (c.host.empty()) return bad("host", "an address to listen on", "nothing");
+  if (c.port < 0 || c.port > 65535) return bad("port", "in [0, 65535]", std::to_string(c.port));
+  for (const auto& [key, v] : {std::pair<const char*, int64_t>{"max_queue", c.max_queue},
+                               {"max_running", c.max_running},
+                               {"request_timeout_s", c.request_timeout_s},
+                               {"worker_failure_grace_ms", c.worker_failure_grace_ms},
+                               {"shutdown_timeout_ms", c.shutdown_timeout_ms}}) {
+    if (v < 1) return bad(key, ">= 1", std::to_string(v));
+  }
   return OkStatus();
 }
 
@@ -228,6 +285,9 @@ Status ValidateClusterConfig(const ClusterConfig& c) {
                "above heartbeat_interval_ms (" + std::to_string(c.heartbeat_interval_ms) + ")",
                std::to_string(c.heartbeat_timeout_ms));
   }
+  if (c.kv_cache_tokens < 0) {
+    return bad("kv_cache_tokens", ">= 0 (0 = 16 x max_seq_len)", std::to_string(c.kv_cache_tokens));
+  }
   return OkStatus();
 }
 
@@ -257,7 +317,23 @@ std::string RuntimeConfigToYaml(const RuntimeConfig& config) {
         << "  heartbeat_timeout_ms: " << c.heartbeat_timeout_ms << "\n"
         << "  step_timeout_ms: " << c.step_timeout_ms << "\n"
         << "  register_timeout_ms: " << c.register_timeout_ms << "\n"
-        << "  load_window_steps: " << c.load_window_steps << "\n";
+        << "  load_window_steps: " << c.load_window_steps << "\n"
+        << "  kv_cache_tokens: " << c.kv_cache_tokens << "\n";
+  }
+  if (config.has_serving) {
+    const ServingConfig& s = config.serving;
+    std::string name;  // YAML single-quoted: a quote is doubled
+    for (char ch : s.served_model_name) name += ch == '\'' ? std::string("''") : std::string(1, ch);
+    out << "serving:\n"
+        << "  host: " << s.host << "\n"
+        << "  port: " << s.port << "\n"
+        << "  served_model_name: '" << name << "'\n"
+        << "  max_queue: " << s.max_queue << "\n"
+        << "  max_running: " << s.max_running << "\n"
+        << "  request_timeout_s: " << s.request_timeout_s << "\n"
+        << "  exit_on_worker_failure: " << (s.exit_on_worker_failure ? "true" : "false") << "\n"
+        << "  worker_failure_grace_ms: " << s.worker_failure_grace_ms << "\n"
+        << "  shutdown_timeout_ms: " << s.shutdown_timeout_ms << "\n";
   }
   return out.str();
 }

@@ -31,6 +31,21 @@ struct ClusterConfig {
   int64_t step_timeout_ms = 60000;       // one forward step on every worker
   int64_t register_timeout_ms = 120000;  // every worker registered and loaded
   int64_t load_window_steps = 128;       // expert-load statistics: sliding window in steps
+  int64_t kv_cache_tokens = 0;           // KV positions per worker; 0 = 16 x max_seq_len
+};
+
+// The `serving:` section: settings of `switchyard serve` (the OpenAI HTTP API). Optional; its
+// command-line flags override it. Keys documented in configs/README.md ("Serving settings").
+struct ServingConfig {
+  std::string host = "127.0.0.1";   // address the HTTP server listens on
+  int port = 8000;                  // 0: ephemeral (the "listening on" log line tells which)
+  std::string served_model_name;    // model id in the API; empty: the checkpoint directory's name
+  int64_t max_queue = 256;          // waiting requests before 429
+  int64_t max_running = 256;        // requests running at once over all workers
+  int64_t request_timeout_s = 600;  // longest a request may take end to end
+  bool exit_on_worker_failure = true;      // false: keep answering 503 until a signal
+  int64_t worker_failure_grace_ms = 5000;  // after a worker failure: /ready 503, then exit 1
+  int64_t shutdown_timeout_ms = 20000;     // bound of a clean shutdown (and a signalled worker)
 };
 
 struct RuntimeConfig {
@@ -42,6 +57,8 @@ struct RuntimeConfig {
   std::string expert_format = "f32";  // routed experts in memory: f32 | nvfp4 | mxfp4
   bool has_cluster = false;           // the YAML had a `cluster:` section
   ClusterConfig cluster;
+  bool has_serving = false;  // the YAML (or serve flags) set `serving:` keys
+  ServingConfig serving;
 };
 
 // Reads the YAML file at `path` over `config` (keys absent from the file keep their values).
@@ -52,9 +69,11 @@ Status ParseRuntimeConfigYaml(const std::string& text, const std::string& origin
 // Applies SWITCHYARD_LOG_LEVEL, SWITCHYARD_NUM_THREADS, SWITCHYARD_MAX_SEQ_LEN,
 // SWITCHYARD_MAX_BATCH_TOKENS, SWITCHYARD_EXPERT_FORMAT when set.
 Status ApplyRuntimeConfigEnv(RuntimeConfig* config);
-// Checks ranges; errors name the key (cluster keys as `cluster.<key>`).
+// Checks ranges; errors name the key (cluster keys as `cluster.<key>`, serving keys as
+// `serving.<key>`).
 Status ValidateRuntimeConfig(const RuntimeConfig& config);
 Status ValidateClusterConfig(const ClusterConfig& cluster);
+Status ValidateServingConfig(const ServingConfig& serving);
 // The effective configuration as YAML (what `--print-config` shows).
 std::string RuntimeConfigToYaml(const RuntimeConfig& config);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
 
 #include "common/logging.h"
 
@@ -15,22 +16,20 @@ double Seconds(TransportClock::time_point a, TransportClock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Least-loaded worker (prompt + max new tokens) for each request, ties to the lowest rank.
-std::vector<int> AssignToWorkers(const std::vector<GenerationRequest>& requests, int workers) {
-  std::vector<int64_t> load(workers, 0);
-  std::vector<int> out;
-  for (const auto& r : requests) {
-    const int w = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-    load[w] += static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens;
-    out.push_back(w);
-  }
-  return out;
+// KV positions a request reserves on its worker.
+int64_t KvNeed(const GenerationRequest& r) {
+  return static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens;
+}
+
+int64_t KvBudget(const RuntimeConfig& rt) {
+  return rt.cluster.kv_cache_tokens > 0 ? rt.cluster.kv_cache_tokens
+                                        : kAutoKvSequencesPerWorker * rt.max_seq_len;
 }
 
 }  // namespace
 
 Coordinator::Coordinator(RuntimeConfig runtime, Clock* clock)
-    : runtime_(std::move(runtime)), clock_(clock) {}
+    : runtime_(std::move(runtime)), kv_cache_tokens_(KvBudget(runtime_)), clock_(clock) {}
 
 Coordinator::~Coordinator() { Shutdown(); }
 
@@ -104,6 +103,7 @@ Status Coordinator::Start(std::vector<std::unique_ptr<ControlChannel>> channels)
   assign.num_threads = runtime_.num_threads;
   assign.step_timeout_ms = cluster.step_timeout_ms;
   assign.heartbeat_interval_ms = cluster.heartbeat_interval_ms;
+  assign.kv_cache_tokens = kv_cache_tokens_;
   assign.plan_json = plan_.ToJson();
   if (cluster.transport == "ucx" || cluster.transport == "nccl") {
     // The workers' data plane meets through a rendezvous here: ranks come from this coordinator,
@@ -250,6 +250,16 @@ Status Coordinator::ValidateRequest(const GenerationRequest& req, const std::str
                                 std::to_string(req.max_new_tokens) + ") within max_seq_len " +
                                 std::to_string(runtime_.max_seq_len));
   }
+  if (KvNeed(req) > kv_cache_tokens_) {
+    return InvalidArgumentError(
+        where + "prompt (" + std::to_string(req.prompt.size()) + ") + max_new_tokens (" +
+        std::to_string(req.max_new_tokens) + ") exceed a worker's KV-cache budget " +
+        (runtime_.cluster.kv_cache_tokens > 0
+             ? "cluster.kv_cache_tokens = "
+             : "(cluster.kv_cache_tokens = 0: " + std::to_string(kAutoKvSequencesPerWorker) +
+                   " x max_seq_len) ") +
+        std::to_string(kv_cache_tokens_));
+  }
   return ValidateSamplingParams(req.sampling).WithContext(where + "sampling");
 }
 
@@ -277,6 +287,8 @@ StatusOr<StepOutcome> Coordinator::RunStep(std::vector<std::vector<WorkRequest>>
   const auto step_timeout = std::chrono::milliseconds(runtime_.cluster.step_timeout_ms);
   StepOutcome out;
   out.tokens.resize(n);
+  out.kv_used_tokens.assign(n, 0);
+  out.link_traffic.resize(n);
   std::vector<bool> replied(n, false);
   int replies = 0;
   const Deadline deadline = Deadline::After(step_timeout);
@@ -297,12 +309,25 @@ StatusOr<StepOutcome> Coordinator::RunStep(std::vector<std::vector<WorkRequest>>
       s = InvalidArgumentError("answered step " + std::to_string(res.step) + " during step " +
                                std::to_string(step));
     }
+    if (s.ok() && res.kv_capacity_tokens != kv_cache_tokens_) {
+      s = InvalidArgumentError("reports a KV budget of " + std::to_string(res.kv_capacity_tokens) +
+                               " positions, it was assigned " + std::to_string(kv_cache_tokens_));
+    }
+    if (s.ok() && static_cast<int>(res.link_traffic.dispatch_bytes.size()) != n) {
+      s = InvalidArgumentError("reports link traffic for " +
+                               std::to_string(res.link_traffic.dispatch_bytes.size()) +
+                               " ranks, the cluster has " + std::to_string(n));
+    }
     if (s.ok()) s = loads_->Add(res.expert_counts);
     if (!s.ok()) return WorkerFailure(rank, s.message());
     replied[rank] = true;
     ++replies;
     out.batch_tokens += res.batch_tokens;
     out.tokens[rank] = std::move(res.tokens);
+    out.kv_used_tokens[rank] = res.kv_used_tokens;
+    out.kv_used_total += res.kv_used_tokens;
+    out.kv_capacity_total += res.kv_capacity_tokens;
+    out.link_traffic[rank] = std::move(res.link_traffic);
   }
   loads_->EndStep();
   return out;
@@ -325,7 +350,9 @@ BatchOutcome Coordinator::Generate(const std::vector<GenerationRequest>& request
   out.results.resize(requests.size());
   out.finished.assign(requests.size(), false);
   std::vector<std::vector<WorkRequest>> pending(n);
-  const std::vector<int> owner = AssignToWorkers(requests, n);
+  std::vector<int> owner(requests.size(), -1);
+  std::vector<int64_t> reserved(n, 0);  // KV positions reserved on each worker
+  std::deque<size_t> waiting;           // requests not started yet, in order
   size_t remaining = 0;
   for (size_t r = 0; r < requests.size(); ++r) {
     out.stats.prompt_tokens += static_cast<int64_t>(requests[r].prompt.size());
@@ -334,11 +361,23 @@ BatchOutcome Coordinator::Generate(const std::vector<GenerationRequest>& request
       out.results[r].finish_reason = "length";
       continue;
     }
-    pending[owner[r]].push_back({static_cast<int64_t>(r), requests[r]});
+    waiting.push_back(r);
     ++remaining;
   }
   const auto start = TransportClock::now();
   while (remaining > 0) {
+    // Start, in order, what fits: the least-loaded worker (ties to the lowest rank) has the most
+    // room; when even it cannot take the next request, that request waits for one to finish.
+    while (!waiting.empty()) {
+      const size_t r = waiting.front();
+      const int w =
+          static_cast<int>(std::min_element(reserved.begin(), reserved.end()) - reserved.begin());
+      if (reserved[w] + KvNeed(requests[r]) > kv_cache_tokens_) break;
+      reserved[w] += KvNeed(requests[r]);
+      owner[r] = w;
+      pending[w].push_back({static_cast<int64_t>(r), requests[r]});
+      waiting.pop_front();
+    }
     const auto t0 = TransportClock::now();
     auto step = RunStep(std::move(pending), std::vector<std::vector<int64_t>>(n), keep_logits);
     pending.assign(n, {});
@@ -364,6 +403,7 @@ BatchOutcome Coordinator::Generate(const std::vector<GenerationRequest>& request
         if (t.finished) {
           g.finish_reason = t.finish_reason;
           out.finished[t.id] = true;
+          reserved[rank] -= KvNeed(requests[t.id]);
           --remaining;
         }
       }

@@ -43,11 +43,19 @@ struct BatchOutcome {
   Status status;
 };
 
-// What one lockstep step produced: the tokens of every worker (by rank) and the batch size.
+// What one lockstep step produced: the tokens of every worker (by rank), the batch size, the
+// KV-cache use after the step and the workers' cumulative MoE link traffic.
 struct StepOutcome {
-  std::vector<std::vector<TokenOut>> tokens;  // [rank]
-  int64_t batch_tokens = 0;                   // tokens forwarded over all workers
+  std::vector<std::vector<TokenOut>> tokens;    // [rank]
+  int64_t batch_tokens = 0;                     // tokens forwarded over all workers
+  std::vector<int64_t> kv_used_tokens;          // [rank] KV positions cached
+  int64_t kv_used_total = 0;                    // sum over workers
+  int64_t kv_capacity_total = 0;                // sum of the workers' budgets
+  std::vector<LinkTrafficTotals> link_traffic;  // [source rank] totals, [destination] entries
 };
+
+// cluster.kv_cache_tokens = 0 means this many full-length (max_seq_len) sequences per worker.
+inline constexpr int64_t kAutoKvSequencesPerWorker = 16;
 
 class Coordinator {
  public:
@@ -69,16 +77,19 @@ class Coordinator {
   // finished[i] = false, and the workers are aborted (the coordinator is then unusable).
   BatchOutcome Generate(const std::vector<GenerationRequest>& requests, bool keep_logits = false);
 
-  // Checks one request against the model and runtime limits (what Generate checks per request):
-  // InvalidArgument prefixed by `where`. Thread-safe after Start.
+  // Checks one request against the model and runtime limits (what Generate checks per request),
+  // including prompt + max_new_tokens within one worker's KV budget (kv_cache_tokens()):
+  // InvalidArgument prefixed by `where`, naming the limit. Thread-safe.
   Status ValidateRequest(const GenerationRequest& req, const std::string& where) const;
 
   // One lockstep step: worker w first drops `release[w]` (cancelled request ids, KV freed),
   // starts `add[w]`, then every worker runs one forward step; waits for every `step_done`
   // (bounded by cluster.step_timeout_ms). Both vectors have one entry per worker. Request ids are
-  // the caller's, unique among running requests. Blocking; one caller at a time (not
-  // thread-safe). Errors: a worker failure (Unavailable naming the rank; the workers are aborted
-  // and the coordinator is unusable), FailedPrecondition when not running.
+  // the caller's, unique among running requests; the caller keeps the prompt + max_new_tokens of
+  // the requests running on each worker within kv_cache_tokens() (the worker refuses more).
+  // Blocking; one caller at a time (not thread-safe). Errors: a worker failure (Unavailable
+  // naming the rank; the workers are aborted and the coordinator is unusable; also a reply whose
+  // KV budget or link-traffic size does not match), FailedPrecondition when not running.
   StatusOr<StepOutcome> RunStep(std::vector<std::vector<WorkRequest>> add,
                                 std::vector<std::vector<int64_t>> release, bool want_logits);
 
@@ -87,6 +98,9 @@ class Coordinator {
   int num_workers() const { return runtime_.cluster.workers; }
   const ModelConfig& model_config() const { return model_config_; }
   const RuntimeConfig& runtime() const { return runtime_; }
+  // Each worker's KV-cache budget in positions: cluster.kv_cache_tokens, or when 0,
+  // kAutoKvSequencesPerWorker x max_seq_len. Fixed at construction; thread-safe.
+  int64_t kv_cache_tokens() const { return kv_cache_tokens_; }
 
   // Sends `shutdown` to every worker and closes the channels. Idempotent.
   void Shutdown();
@@ -105,6 +119,7 @@ class Coordinator {
   void LogLoadSummary();
 
   RuntimeConfig runtime_;
+  int64_t kv_cache_tokens_;
   Clock* clock_;
   ModelConfig model_config_;
   PlacementPlan plan_;

@@ -2,13 +2,20 @@
 # The distributed runtime on this machine: one coordinator and N workers in one MPI world
 # (mpirun MPMD: `-np 1 switchyard coordinator : -np N switchyard worker`), workers exchanging
 # tokens over MPI, the coordinator driving them over TCP. Prints one JSON line per request.
+# With --serve the first process is `switchyard serve` (the OpenAI HTTP API) instead, and it runs
+# until SIGTERM/SIGINT reaches this script: the signal goes to the serve process only, which shuts
+# the workers down, so every process and mpirun exit 0.
 #
-# Usage: deploy/mpirun.sh [--workers N] [--transport mpi|ucx] [--model DIR] [--config FILE]
+# Usage: deploy/mpirun.sh [--workers N] [--transport mpi|ucx|nccl] [--model DIR] [--config FILE]
 #                         [--requests FILE.jsonl] [--out FILE] [--dump-logits FILE.npy]
 #                         [--bin PATH]
+#        deploy/mpirun.sh --serve [--workers N] [--transport ...] [--model DIR] [--config FILE]
+#                         [--bin PATH] [-- SERVE FLAGS (--port 8000 --host 0.0.0.0 ...)]
 # Defaults: 2 workers, transport mpi, the built-in default model in build/default-model (written
-# if missing), a small request file. --config uses that YAML as is (its cluster.workers decides N).
-# Hard limit: SWITCHYARD_LAUNCH_TIMEOUT seconds (default 600) for the whole run.
+# if missing), a small request file. --config uses that YAML as is (its cluster.workers decides N;
+# its serving: section configures --serve, flags after -- override it).
+# Hard limit: SWITCHYARD_LAUNCH_TIMEOUT seconds for the whole run (default 600; with --serve none
+# unless set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workers=2
@@ -19,8 +26,12 @@ requests=""
 out=""
 bin=build/bin/switchyard
 out_args=()
+serve=0
+serve_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
+    --serve) serve=1; shift ;;
+    --) shift; serve_args=("$@"); break ;;
     --workers) workers="$2"; shift 2 ;;
     --transport) transport="$2"; shift 2 ;;
     --model) model="$2"; shift 2 ;;
@@ -54,7 +65,13 @@ else
   workers=$(sed -n 's/^ *workers: *\([0-9]*\).*/\1/p' "$config" | head -1)
   [ -n "$workers" ] || { echo "deploy/mpirun.sh: $config has no cluster.workers" >&2; exit 2; }
 fi
-if [ -z "$requests" ]; then
+if [ "$serve" = 0 ] && [ ${#serve_args[@]} -gt 0 ]; then
+  echo "deploy/mpirun.sh: flags after -- are serve flags: use them with --serve" >&2; exit 2
+fi
+if [ "$serve" = 1 ] && [ -n "$requests$out${out_args[*]}" ]; then
+  echo "deploy/mpirun.sh: --requests/--out/--dump-logits are for batch runs, not --serve" >&2; exit 2
+fi
+if [ "$serve" = 0 ] && [ -z "$requests" ]; then
   requests="$run_dir/default-requests.jsonl"
   cat > "$requests" <<'JSONL'
 {"id": "a", "prompt_ids": [0, 17, 42, 256, 1024, 7], "max_tokens": 32}
@@ -73,6 +90,36 @@ export OMPI_MCA_mpi_yield_when_idle=1 OMP_WAIT_POLICY=passive
 export UCX_TLS=${UCX_TLS:-self,sm,tcp} UCX_NET_DEVICES=${UCX_NET_DEVICES:-lo}
 mpi_root=()
 if [ "$(id -u)" -eq 0 ]; then mpi_root=(--allow-run-as-root); fi
-exec timeout "${SWITCHYARD_LAUNCH_TIMEOUT:-600}" mpirun "${mpi_root[@]}" --oversubscribe \
-  -np 1 "$bin" coordinator --config "$config" --requests "$requests" "${out_args[@]}" : \
-  -np "$workers" "$bin" worker --config "$config"
+if [ "$serve" = 0 ]; then
+  exec timeout "${SWITCHYARD_LAUNCH_TIMEOUT:-600}" mpirun "${mpi_root[@]}" --oversubscribe \
+    -np 1 "$bin" coordinator --config "$config" --requests "$requests" "${out_args[@]}" : \
+    -np "$workers" "$bin" worker --config "$config"
+fi
+# Serving: the serve process writes its pid (the shell execs it, keeping the pid), so that a stop
+# signal reaches it alone; mpirun itself would kill every process on SIGTERM and exit non-zero.
+pid_file="$run_dir/serve-$$.pid"
+rm -f "$pid_file"
+limit=()
+[ -n "${SWITCHYARD_LAUNCH_TIMEOUT:-}" ] && limit=(timeout "$SWITCHYARD_LAUNCH_TIMEOUT")
+"${limit[@]}" mpirun "${mpi_root[@]}" --oversubscribe \
+  -np 1 bash -c 'echo $$ > "$0"; exec "$@"' "$pid_file" "$bin" serve --config "$config" \
+  "${serve_args[@]}" : -np "$workers" "$bin" worker --config "$config" &
+launcher=$!
+stop_serve() {
+  # Once: serve's shutdown is bounded by itself (serving.shutdown_timeout_ms), and a signal that
+  # interrupted the last `wait` below would make this script report 143 instead of mpirun's code.
+  trap '' TERM INT
+  local pid
+  pid=$(cat "$pid_file" 2>/dev/null || true)
+  if [ -n "$pid" ]; then
+    kill -TERM "$pid" 2>/dev/null || true  # gone already: it has shut down
+  else
+    kill -TERM "$launcher" 2>/dev/null || true  # not started yet: end the launch
+  fi
+}
+trap stop_serve TERM INT
+while kill -0 "$launcher" 2>/dev/null; do wait "$launcher" || true; done
+rc=0
+wait "$launcher" || rc=$?
+rm -f "$pid_file"
+exit "$rc"

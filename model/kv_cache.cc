@@ -58,4 +58,10 @@ int64_t KvCache::ActiveSlots() const {
   return std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.used; });
 }
 
+int64_t KvCache::PositionsInUse() const {
+  int64_t total = 0;
+  for (const Slot& s : slots_) total += s.used ? s.length : 0;
+  return total;
+}
+
 }  // namespace switchyard

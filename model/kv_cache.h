@@ -35,6 +35,8 @@ class KvCache {
   int64_t max_seq_len() const { return max_seq_len_; }
   int64_t BytesInUse() const;
   int64_t ActiveSlots() const;
+  // Positions cached over all used slots (sum of Length): what a KV budget counts.
+  int64_t PositionsInUse() const;
 
  private:
   struct Layer {

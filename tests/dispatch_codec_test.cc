@@ -2,7 +2,8 @@
 // definitions: FP8 rows (E4M3 of x / scale, scale = block amax / 448) bitwise equal to
 // fp4::F32ToE4m3 for millions of values (every magnitude class, both signs), partial blocks,
 // zeros, Inf/NaN blocks;
-// the documented error bound; BF16 round trips; the checksum changes with any single byte.
+// the documented error bound; BF16 round trips; combine's one-pass BF16 row sum; the checksum
+// changes with any single byte.
 #include "transport/dispatch_codec.h"
 
 #include <gtest/gtest.h>
@@ -134,6 +135,43 @@ TEST(DispatchCodec, Bf16RoundTripAndAccumulate) {
   for (int i = 0; i < 37; ++i) {
     const float want = 1.0f + Bf16ToF32(F32ToBf16(x[i]));
     EXPECT_TRUE(SameBits(y[i], want) && SameBits(z[i], want)) << i;
+  }
+}
+
+// Combine's one-pass sum against its definition: +0 then each row widened and added in order,
+// FP32 or rounded to BF16; lengths with an AVX2 tail, 0-4 rows, signed zeros, NaN and Inf rows.
+TEST(DispatchCodec, SumBf16RowsMatchesScalarSum) {
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> uniform(-3.0f, 3.0f);
+  for (int64_t h : {1, 7, 8, 33, 130, 1031}) {
+    for (int count = 0; count <= 4; ++count) {
+      std::vector<std::vector<uint16_t>> rows(count, std::vector<uint16_t>(h));
+      std::vector<const uint16_t*> ptrs;
+      for (int r = 0; r < count; ++r) {
+        for (int64_t i = 0; i < h; ++i) rows[r][i] = F32ToBf16(uniform(rng) * (1 << (i % 9)));
+        rows[r][0] = 0x8000;  // -0: +0 + -0 is +0, a row of only -0 sums to +0
+        if (h > 3) rows[r][3] = r == 1 ? 0x7fc1 : rows[r][3];  // NaN payload stays NaN
+        if (h > 5) rows[r][5] = r % 2 ? 0x7f80 : 0xff80;       // +Inf + -Inf = NaN
+        ptrs.push_back(rows[r].data());
+      }
+      std::vector<float> got_f32(h, 42.0f);
+      std::vector<uint16_t> got_bf16(h, 0x1234);
+      SumBf16Rows(ptrs.data(), count, h, got_f32.data(), nullptr);
+      SumBf16Rows(ptrs.data(), count, h, nullptr, got_bf16.data());
+      for (int64_t i = 0; i < h; ++i) {
+        float want = 0.0f;
+        for (int r = 0; r < count; ++r) want += Bf16ToF32(rows[r][i]);
+        uint32_t a, b;
+        std::memcpy(&a, &want, 4);
+        std::memcpy(&b, &got_f32[i], 4);
+        if (std::isnan(want)) {
+          EXPECT_TRUE(std::isnan(got_f32[i])) << "h " << h << " rows " << count << " i " << i;
+        } else {
+          EXPECT_EQ(a, b) << "h " << h << " rows " << count << " i " << i;
+        }
+        EXPECT_EQ(got_bf16[i], F32ToBf16(got_f32[i])) << "h " << h << " rows " << count;
+      }
+    }
   }
 }
 

@@ -501,7 +501,8 @@ void CaseIntegrityOnChangesNothing(Transport& t) {
 // FP32 API with BF16 transit, which CheckedRound checks against both references. Ranks mix the
 // two paths in the same collective (same wire), with and without integrity and with large rows
 // (two exchanges). The views must equal the FP32 rows widened, and the combined output must be
-// bitwise the FP32 API's.
+// bitwise the FP32 API's (the BF16 output: its FP32 output rounded), whether the combine rows come
+// from the caller's buffer or the dispatcher's own (Bf16CombineRows, sent in place).
 void CaseBf16InPlaceMatchesF32Api(Transport& t) {
   const int32_t me = t.rank();
   for (uint32_t trial = 0; trial < 8; ++trial) {
@@ -547,17 +548,34 @@ void CaseBf16InPlaceMatchesF32Api(Transport& t) {
         << label << ": the received rows differ";
     RunLocalExperts(s, me, got, fast.entry_out, fast.row_out);
     fast.out.assign(s.tokens[me] * h, std::nanf(""));
+    // BF16 path: rows from the caller's buffer (packed) or, every other trial, written into the
+    // dispatcher's Bf16CombineRows() (sent in place when integrity is off); every third trial
+    // the BF16-output overload, which must give the FP32 output rounded.
+    const bool own_rows = trial % 2 == 1, bf16_out = trial % 3 == 2;
+    std::vector<uint16_t> out_bf16(bf16_out ? fast.out.size() : 0, 0xffff);
     if (use_bf16) {
-      std::vector<uint16_t> row_out_bf16(fast.row_out.size());
-      for (size_t i = 0; i < row_out_bf16.size(); ++i) {
+      std::vector<uint16_t> caller_rows(own_rows ? 0 : fast.row_out.size());
+      uint16_t* row_out_bf16 = own_rows ? fast.dispatcher.Bf16CombineRows() : caller_rows.data();
+      if (own_rows) {
+        ASSERT_NE(row_out_bf16, nullptr) << label;
+      }
+      for (size_t i = 0; i < fast.row_out.size(); ++i) {
         row_out_bf16[i] = F32ToBf16(fast.row_out[i]);
       }
-      status = fast.dispatcher.CombineBf16(t, row_out_bf16.data(), OpDeadline(), fast.out.data());
+      status = bf16_out
+                   ? fast.dispatcher.CombineBf16(t, row_out_bf16, OpDeadline(), out_bf16.data())
+                   : fast.dispatcher.CombineBf16(t, row_out_bf16, OpDeadline(), fast.out.data());
     } else {
       status =
           fast.dispatcher.Combine(t, fast.row_out.data(), kBF16, OpDeadline(), fast.out.data());
     }
     ASSERT_TRUE(status.ok()) << label << ": " << status.ToString();
+    if (use_bf16 && bf16_out) {
+      for (size_t i = 0; i < out_bf16.size(); ++i) {
+        ASSERT_EQ(out_bf16[i], F32ToBf16(plain.out[i])) << label << ": BF16 output element " << i;
+      }
+      continue;
+    }
     EXPECT_EQ(0, std::memcmp(fast.out.data(), plain.out.data(), 4 * plain.out.size())) << label;
   }
 }
@@ -735,6 +753,57 @@ TEST(DispatchDeadlineTest, MissingRankIsNamed) {
     EXPECT_TRUE(HasText(status, "waiting for rank 2")) << status.ToString();
     EXPECT_TRUE(HasText(status, "combine layer 2")) << status.ToString();
   });
+}
+
+// CombineBf16 sending the dispatcher's own rows in place: rank 1 never combines, the others name
+// it within the deadline; the rows buffer they wrote is kept alive for the transport (quarantined)
+// and Bf16CombineRows() hands out a fresh one, so the next step (on a fresh world, as a restarted
+// step would be) works with the same dispatchers.
+TEST(DispatchDeadlineTest, InPlaceCombineNamesMissingRank) {
+  using std::chrono::milliseconds;
+  ScenarioSpec spec;
+  spec.hidden = 64;
+  spec.zero_tokens = [](int) { return false; };
+  const Scenario s = MakeScenario(3, spec);
+  std::vector<Dispatcher> dispatchers(3);
+  for (int step = 0; step < 2; ++step) {
+    auto world = MakeLocalWorld(3);
+    ASSERT_TRUE(world.ok());
+    RunRanks(**world, AllRanks(3), [&](int me, Transport& t) {
+      Dispatcher& dispatcher = dispatchers[me];
+      ReceivedTokens received;
+      auto layout = ComputeDispatchLayout(s.idx[me].data(), s.weights[me].data(), s.tokens[me],
+                                          s.topk, s.placement, ReplicaPolicy::kBalance, me);
+      ASSERT_TRUE(layout.ok());
+      std::vector<uint16_t> xb(s.x[me].size());
+      for (size_t i = 0; i < xb.size(); ++i) xb[i] = F32ToBf16(s.x[me][i]);
+      ASSERT_TRUE(
+          dispatcher.DispatchBf16(t, step, *layout, xb.data(), 64, OpDeadline(), &received).ok());
+      uint16_t* rows = dispatcher.Bf16CombineRows();
+      ASSERT_NE(rows, nullptr);
+      for (int64_t r = 0; r < received.num_rows(); ++r) {
+        std::memcpy(rows + r * 64, received.row_bf16(r), 2 * 64);
+      }
+      if (step == 0 && me == 1) return;  // never combines in step 0
+      std::vector<float> out(s.tokens[me] * 64);
+      const Status status = dispatcher.CombineBf16(
+          t, rows, step == 0 ? Deadline::After(milliseconds(100)) : OpDeadline(), out.data());
+      if (step == 0) {
+        EXPECT_EQ(status.code(), StatusCode::kDeadlineExceeded) << status.ToString();
+        EXPECT_TRUE(HasText(status, "waiting for rank 1")) << status.ToString();
+        EXPECT_TRUE(HasText(status, "combine layer 0")) << status.ToString();
+        return;
+      }
+      ASSERT_TRUE(status.ok()) << "rank " << me << ": " << status.ToString();
+      // Identity experts: each token comes back once per destination rank.
+      std::vector<int> dests(s.tokens[me], 0);
+      for (int64_t row = 0; row < layout->num_rows(); ++row) ++dests[layout->row_token_idx[row]];
+      for (int64_t tok = 0; tok < s.tokens[me]; ++tok) {
+        const float want = dests[tok] * Bf16ToF32(xb[tok * 64]);
+        EXPECT_NEAR(out[tok * 64], want, 1e-2f * std::fabs(want) + 1e-6f) << "token " << tok;
+      }
+    });
+  }
 }
 
 #else  // SWITCHYARD_DISPATCH_TEST_MPI

@@ -63,6 +63,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "transport/dispatch_codec.h"
 #include "transport/dispatch_layout.h"
 #include "transport/transport.h"
 
@@ -226,6 +227,23 @@ class Dispatcher {
   // Dispatch or DispatchBf16. Same blocking, errors and thread-safety as Combine.
   Status CombineBf16(Transport& t, const uint16_t* row_out, Deadline deadline, float* out);
 
+  // CombineBf16 with a BF16 output (as DeepEP returns): out [layout.num_tokens, hidden] gets each
+  // token's FP32 sum (the same sum, in the same order, as the FP32 output) rounded to BF16 (round
+  // to nearest even), written once per element. `out` may alias the dispatched BF16 hidden states
+  // (not row_out). Same arguments otherwise, blocking, errors and thread-safety.
+  Status CombineBf16(Transport& t, const uint16_t* row_out, Deadline deadline, uint16_t* out);
+
+  // A BF16 buffer of [received.num_rows(), hidden] values owned by the dispatcher, for the
+  // experts' combined rows of the last successful Dispatch/DispatchBf16 (row i = received row i):
+  // write them here and pass this pointer as CombineBf16's row_out, and with integrity off each
+  // peer's rows are sent straight from it (rows are contiguous per source: no pack copy; after a
+  // failed exchange the dispatcher keeps the memory alive for a backend that may still read it).
+  // Any other row_out is copied into the dispatcher's send buffer first. Contents unspecified
+  // until written; the pointer stays valid until the next Dispatch/DispatchBf16 or a failed
+  // Combine/CombineBf16 (then call this again for a fresh buffer). Null before the first
+  // successful Dispatch or after a failed one. Not thread-safe (like the object); never fails.
+  uint16_t* Bf16CombineRows();
+
   const DispatcherOptions& options() const { return options_; }
   // Bytes handed to the transport by the last Dispatch and Combine (zeros before the first).
   const DispatchTraffic& last_traffic() const { return traffic_; }
@@ -240,9 +258,15 @@ class Dispatcher {
   // in_place: BF16 in (xb; null when there are no tokens), views instead of FP32 rows.
   Status Unpack(int me, const DispatchLayout& layout, const float* x, const uint16_t* xb,
                 bool in_place, int64_t hidden, PayloadDtype dtype, ReceivedTokens* received);
-  // row_out: FP32, or (rb non-null) BF16 rows sent as they are (dtype kBF16).
+  // row_out: FP32, or (rb non-null) BF16 rows sent as they are (dtype kBF16). Output: FP32 `out`,
+  // or (out null) BF16 `out_bf16`.
   Status CombineImpl(Transport& t, const float* row_out, const uint16_t* rb, PayloadDtype dtype,
-                     Deadline deadline, float* out);
+                     Deadline deadline, float* out, uint16_t* out_bf16);
+  // Combine's sum: out[t] (or out_bf16[t]) from the received rows (recv_buf_) and self rows
+  // (BF16 `self_b16`, or FP32 `self_f32` rounded through `codec`), by rank ascending.
+  // self_b16 / self_f32: row i = this rank's i-th own received row.
+  void SumTokens(int me, dispatch_codec::Codec codec, int64_t rb, const uint16_t* self_b16,
+                 const float* self_f32, float* out, uint16_t* out_bf16);
   Status VerifyDispatchRows(int me, int64_t layer);
 
   DispatcherOptions options_;
@@ -268,6 +292,9 @@ class Dispatcher {
   std::vector<int64_t> send_counts_, send_offsets_, recv_counts_, recv_offsets_;
   std::vector<int64_t> send_slot_, recv_slot_;  // per peer: message start in send_buf_ / recv_buf_
   std::vector<std::byte> send_buf_, recv_buf_;
+  std::vector<std::byte> combine_rows_;    // Bf16CombineRows(): sent in place by CombineBf16
+  std::vector<uint16_t> self_bf16_;        // Combine(kBF16): this rank's own rows rounded once
+  std::vector<const uint16_t*> row_ptrs_;  // SumTokens: one token's rows, rank order
 };
 
 }  // namespace switchyard

@@ -80,6 +80,38 @@ __attribute__((target("avx2"))) void RoundTripBf16Avx2(const float* src, int64_t
   }
 }
 
+// 8 BF16 values at p, widened.
+__attribute__((target("avx2"))) inline __m256 Widen8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx2"))) void SumBf16RowsAvx2(const uint16_t* const* rows, int count,
+                                                     int64_t n, float* out_f32,
+                                                     uint16_t* out_bf16) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int r = 0; r < count; ++r) acc = _mm256_add_ps(acc, Widen8(rows[r] + i));
+    if (out_f32 != nullptr) {
+      _mm256_storeu_ps(out_f32 + i, acc);
+    } else {
+      const __m256i bits = Bf16Bits8(_mm256_castps_si256(acc));
+      const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0x08);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out_bf16 + i), _mm256_castsi256_si128(packed));
+    }
+  }
+  for (; i < n; ++i) {
+    float acc = 0.0f;
+    for (int r = 0; r < count; ++r) acc += Bf16ToF32(rows[r][i]);
+    if (out_f32 != nullptr) {
+      out_f32[i] = acc;
+    } else {
+      out_bf16[i] = F32ToBf16(acc);
+    }
+  }
+}
+
 // E4M3 code -> float, all 256 codes.
 const std::array<float, 256>& E4m3Table() {
   static const std::array<float, 256> table = [] {
@@ -344,6 +376,23 @@ void RoundTripRow(const float* src, int64_t hidden, Codec codec, float* dst, boo
     case Codec::kFP8:
       RoundTripFp8(src, hidden, dst, accumulate);
       return;
+  }
+}
+
+void SumBf16Rows(const uint16_t* const* rows, int count, int64_t hidden, float* out_f32,
+                 uint16_t* out_bf16) {
+  if (HaveAvx2()) {
+    SumBf16RowsAvx2(rows, count, hidden, out_f32, out_bf16);
+    return;
+  }
+  for (int64_t i = 0; i < hidden; ++i) {
+    float acc = 0.0f;
+    for (int r = 0; r < count; ++r) acc += Bf16ToF32(rows[r][i]);
+    if (out_f32 != nullptr) {
+      out_f32[i] = acc;
+    } else {
+      out_bf16[i] = F32ToBf16(acc);
+    }
   }
 }
 

@@ -50,6 +50,15 @@ void DecodeRow(const std::byte* src, int64_t hidden, Codec codec, float* dst, bo
 // rows a rank sends to itself go through (they never leave the process).
 void RoundTripRow(const float* src, int64_t hidden, Codec codec, float* dst, bool accumulate);
 
+// Sums `count` BF16 rows of `hidden` values in one pass: acc_i = ((+0.0f + r0_i) + r1_i) + ...
+// in FP32 (each row widened exactly, one FP32 addition per row, in the order given; count == 0
+// gives +0.0f), then writes acc_i to out_f32[i] or, when out_f32 is null, F32ToBf16(acc_i) to
+// out_bf16[i]. Bitwise what a zero-fill followed by DecodeRow(..., kBF16, accumulate) per row
+// computes (then rounded), with each output element written once. Rows: 2-byte values, any
+// alignment; the outputs must not overlap the rows.
+void SumBf16Rows(const uint16_t* const* rows, int count, int64_t hidden, float* out_f32,
+                 uint16_t* out_bf16);
+
 // A 64-bit non-cryptographic checksum of `n` bytes, chained through `seed` (an XXH64-style hash:
 // four 64-bit lanes over 32-byte stripes, multiply-rotate rounds and a final avalanche). Any
 // single-byte change of the input changes the result. ~10 GB/s per core.

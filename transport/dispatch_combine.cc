@@ -26,16 +26,32 @@ void SumEntriesPerRow(const ReceivedTokens& received, const float* entry_out, fl
 
 Status Dispatcher::Combine(Transport& t, const float* row_out, PayloadDtype dtype,
                            Deadline deadline, float* out) {
-  return CombineImpl(t, row_out, nullptr, dtype, deadline, out);
+  return CombineImpl(t, row_out, nullptr, dtype, deadline, out, nullptr);
 }
 
 Status Dispatcher::CombineBf16(Transport& t, const uint16_t* row_out, Deadline deadline,
                                float* out) {
-  return CombineImpl(t, nullptr, row_out, PayloadDtype::kBF16, deadline, out);
+  return CombineImpl(t, nullptr, row_out, PayloadDtype::kBF16, deadline, out, nullptr);
+}
+
+Status Dispatcher::CombineBf16(Transport& t, const uint16_t* row_out, Deadline deadline,
+                               uint16_t* out) {
+  return CombineImpl(t, nullptr, row_out, PayloadDtype::kBF16, deadline, nullptr, out);
+}
+
+uint16_t* Dispatcher::Bf16CombineRows() {
+  if (!ready_) return nullptr;
+  // At least one value, so that the pointer is never null after a successful Dispatch.
+  const size_t bytes =
+      static_cast<size_t>(std::max<int64_t>(recv_rank_prefix_[world_] * hidden_, 1) * 2);
+  if (combine_rows_.size() < bytes) combine_rows_.resize(bytes);
+  // Operator new's alignment suits 2-byte values.
+  return reinterpret_cast<uint16_t*>(combine_rows_.data());
 }
 
 Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_t* rb16,
-                               PayloadDtype dtype, Deadline deadline, float* out) {
+                               PayloadDtype dtype, Deadline deadline, float* out,
+                               uint16_t* out_bf16) {
   const int me = t.rank();
   const int64_t layer = layer_;
   auto where = [me, layer] {
@@ -57,7 +73,7 @@ Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_
     return InvalidArgumentError(where() + ": null expert output for " + std::to_string(recv_rows) +
                                 " received rows");
   }
-  if (num_tokens_ > 0 && out == nullptr) {
+  if (num_tokens_ > 0 && out == nullptr && out_bf16 == nullptr) {
     return InvalidArgumentError(where() + ": null output for " + std::to_string(num_tokens_) +
                                 " tokens");
   }
@@ -66,49 +82,57 @@ Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_
   const auto codec = ToCodec(dtype);
   const int64_t rb = dispatch_codec::RowBytes(codec, h);
   const int64_t per_row = rb + (integrity ? 8 : 0);  // a message: rows, then their checksums
+  // BF16 rows in the dispatcher's own combine buffer go out in place (each source's rows are
+  // contiguous there); anything else is packed into send_buf_. Only the dispatcher's own buffers
+  // can be kept alive after a failed exchange (Quarantine), so a caller's buffer is always copied.
+  const bool in_place = rb16 != nullptr && !integrity && recv_rows > 0 &&
+                        rb16 == reinterpret_cast<const uint16_t*>(combine_rows_.data());
+  std::vector<std::byte>& send = in_place ? combine_rows_ : send_buf_;
   send_counts_.assign(n, 0);
   send_offsets_.assign(n, 0);
   recv_counts_.assign(n, 0);
   recv_offsets_.assign(n, 0);
-  // Always packed into the dispatcher's own buffer (even F32 without checksums, which could go
-  // straight from row_out): after a failed exchange a backend may still read the send buffer, and
-  // only the dispatcher's own buffers can be kept alive for that (Quarantine).
   int64_t send_total = 0, recv_total = 0;
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
     // Back to each source the rows it sent here; from each destination the rows sent there.
     const int64_t back = recv_rank_prefix_[p + 1] - recv_rank_prefix_[p];
     send_counts_[p] = back * per_row;
-    send_offsets_[p] = send_total;
+    send_offsets_[p] = in_place ? recv_rank_prefix_[p] * rb : send_total;
     send_total += send_counts_[p];
     recv_counts_[p] = (sent_rank_prefix_[p + 1] - sent_rank_prefix_[p]) * per_row;
     recv_offsets_[p] = recv_total;
     recv_total += recv_counts_[p];
   }
-  if (static_cast<int64_t>(send_buf_.size()) < send_total) send_buf_.resize(send_total);
-  for (int p = 0; p < n; ++p) {
-    if (p == me) continue;
-    std::byte* msg = send_buf_.data() + send_offsets_[p];
-    const int64_t first = recv_rank_prefix_[p], rows = recv_rank_prefix_[p + 1] - first;
-    if (rb16 != nullptr && rows > 0) {  // BF16 rows, contiguous per source: one copy
-      std::memcpy(msg, rb16 + first * h, rows * rb);
-    }
-    for (int64_t i = 0; i < rows; ++i) {
-      if (rb16 == nullptr)
-        dispatch_codec::EncodeRow(row_out + (first + i) * h, h, codec, msg + i * rb);
-      if (integrity) {
-        const uint64_t c = CombineRowChecksum(layer, recv_row_token_[first + i], msg + i * rb, rb);
-        std::memcpy(msg + rows * rb + 8 * i, &c, 8);
+  if (in_place) {
+    send_total = recv_rows * rb;
+  } else {
+    if (static_cast<int64_t>(send_buf_.size()) < send_total) send_buf_.resize(send_total);
+    for (int p = 0; p < n; ++p) {
+      if (p == me) continue;
+      std::byte* msg = send_buf_.data() + send_offsets_[p];
+      const int64_t first = recv_rank_prefix_[p], rows = recv_rank_prefix_[p + 1] - first;
+      if (rb16 != nullptr && rows > 0) {  // BF16 rows, contiguous per source: one copy
+        std::memcpy(msg, rb16 + first * h, rows * rb);
+      }
+      for (int64_t i = 0; i < rows; ++i) {
+        if (rb16 == nullptr)
+          dispatch_codec::EncodeRow(row_out + (first + i) * h, h, codec, msg + i * rb);
+        if (integrity) {
+          const uint64_t c =
+              CombineRowChecksum(layer, recv_row_token_[first + i], msg + i * rb, rb);
+          std::memcpy(msg + rows * rb + 8 * i, &c, 8);
+        }
       }
     }
   }
   if (static_cast<int64_t>(recv_buf_.size()) < recv_total) recv_buf_.resize(recv_total);
   const Status exchanged =
-      t.AllToAllV(std::span<const std::byte>(send_buf_.data(), static_cast<size_t>(send_total)),
+      t.AllToAllV(std::span<const std::byte>(send.data(), static_cast<size_t>(send_total)),
                   send_counts_, send_offsets_, std::span<std::byte>(recv_buf_.data(), recv_total),
                   recv_counts_, recv_offsets_, deadline);
   if (!exchanged.ok()) {
-    Quarantine(std::move(send_buf_));
+    Quarantine(std::move(send));
     Quarantine(std::move(recv_buf_));
     return exchanged.WithContext("combine layer " + std::to_string(layer));
   }
@@ -133,11 +157,33 @@ Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_
       }
     }
   }
+  // This rank's own rows (received rows [first, first + rows)), as SumTokens takes them.
+  const int64_t first = recv_rank_prefix_[me], rows = recv_rank_prefix_[me + 1] - first;
+  const float* self_f32 = row_out != nullptr ? row_out + first * h : nullptr;
+  const uint16_t* self_b16 = rb16 != nullptr ? rb16 + first * h : nullptr;
+  if (codec == dispatch_codec::Codec::kBF16 && rb16 == nullptr && rows > 0) {
+    // FP32 rows in, BF16 transit: round this rank's own rows once, as transit would, so every
+    // token sums BF16 rows in one pass.
+    self_bf16_.resize(rows * h);
+    for (int64_t i = 0; i < rows; ++i) {
+      dispatch_codec::EncodeRow(row_out + (first + i) * h, h, codec,
+                                reinterpret_cast<std::byte*>(self_bf16_.data() + i * h));
+    }
+    self_b16 = self_bf16_.data();
+  }
+  SumTokens(me, codec, rb, self_b16, self_f32, out, out_bf16);
+  return OkStatus();
+}
 
+void Dispatcher::SumTokens(int me, dispatch_codec::Codec codec, int64_t rb,
+                           const uint16_t* self_b16, const float* self_f32, float* out,
+                           uint16_t* out_bf16) {
+  const int n = world_;
+  const int64_t h = hidden_;
   // Token by token (each output row is written once, while it is in cache): a token sums its
-  // ranks' contributions in ascending rank order, starting from +0 (zero-fill, then add each).
-  // token_row_prefix_ / token_rows_: a counting sort of the sent rows by token, stable, so each
-  // token's rows come by destination rank ascending (rows are grouped by rank in layout order).
+  // ranks' contributions in ascending rank order, starting from +0. token_row_prefix_ /
+  // token_rows_: a counting sort of the sent rows by token, stable, so each token's rows come by
+  // destination rank ascending (rows are grouped by rank in layout order).
   const int64_t sent_rows = sent_rank_prefix_[n];
   token_row_prefix_.assign(num_tokens_ + 1, 0);
   for (int64_t r = 0; r < sent_rows; ++r) ++token_row_prefix_[sent_row_token_[r] + 1];
@@ -154,31 +200,35 @@ Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_
   for (int64_t tok = num_tokens_; tok > 0; --tok)
     token_row_prefix_[tok] = token_row_prefix_[tok - 1];
   token_row_prefix_[0] = 0;
+  const bool bf16 = codec == dispatch_codec::Codec::kBF16;
   for (int64_t tok = 0; tok < num_tokens_; ++tok) {
-    float* dst = out + tok * h;
-    std::fill(dst, dst + h, 0.0f);
+    float* dst = out != nullptr ? out + tok * h : nullptr;
+    if (!bf16) std::fill(dst, dst + h, 0.0f);
+    row_ptrs_.clear();
     for (int64_t k = token_row_prefix_[tok]; k < token_row_prefix_[tok + 1]; ++k) {
       const int64_t r = token_rows_[k];
       int p = 0;
       while (r >= sent_rank_prefix_[p + 1]) ++p;  // n is small
       const int64_t i = r - sent_rank_prefix_[p];
-      if (p == me) {
-        // What this rank returns to itself never leaves it: rounded as transit would.
-        const int64_t self_row = recv_rank_prefix_[me] + i;
-        if (rb16 != nullptr) {
-          dispatch_codec::DecodeRow(reinterpret_cast<const std::byte*>(rb16 + self_row * h), h,
-                                    codec, dst, /*accumulate=*/true);
-        } else {
-          dispatch_codec::RoundTripRow(row_out + self_row * h, h, codec, dst,
-                                       /*accumulate=*/true);
-        }
+      // What this rank returns to itself never leaves it: rounded as transit would (self_b16
+      // already is; self_f32 is FP32 rows with F32 transit).
+      const std::byte* peer_row = recv_buf_.data() + recv_offsets_[p] + i * rb;
+      if (bf16) {
+        row_ptrs_.push_back(p == me ? self_b16 + i * h
+                                    : reinterpret_cast<const uint16_t*>(peer_row));
+      } else if (p == me) {
+        dispatch_codec::RoundTripRow(self_f32 + i * h, h, codec, dst, /*accumulate=*/true);
       } else {
-        dispatch_codec::DecodeRow(recv_buf_.data() + recv_offsets_[p] + i * rb, h, codec, dst,
-                                  /*accumulate=*/true);
+        dispatch_codec::DecodeRow(peer_row, h, codec, dst, /*accumulate=*/true);
       }
     }
+    if (bf16) {
+      // Received BF16 rows start 2-byte aligned (offsets are sums of 2h-byte rows and 8-byte
+      // checksums).
+      dispatch_codec::SumBf16Rows(row_ptrs_.data(), static_cast<int>(row_ptrs_.size()), h, dst,
+                                  out_bf16 != nullptr ? out_bf16 + tok * h : nullptr);
+    }
   }
-  return OkStatus();
 }
 
 }  // namespace switchyard

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "transport/dispatch_codec.h"
+
 namespace switchyard {
 
 DistributedExpertRunner::DistributedExpertRunner(const ModelConfig& config,
@@ -76,10 +78,26 @@ Status DistributedExpertRunner::Run(int64_t layer, const float* hidden, int64_t 
                    ComputeDispatchLayout(topk_idx, topk_weights, num_tokens,
                                          static_cast<int32_t>(config_.num_topk), placement_[layer],
                                          options_.replica_policy, transport_->rank()));
+  // The BF16 path: the same wire and results as Dispatch(kBF16), but each token is rounded once
+  // here (not once per destination rank) and the received rows are read in place.
+  const bool bf16_path = options_.bf16_path && options_.dispatch_dtype == PayloadDtype::kBF16;
+  const auto bf16_codec = dispatch_codec::Codec::kBF16;
+  if (bf16_path) {
+    hidden_bf16_.resize(num_tokens * h);
+    if (num_tokens > 0) {
+      dispatch_codec::EncodeRow(hidden, num_tokens * h, bf16_codec,
+                                reinterpret_cast<std::byte*>(hidden_bf16_.data()));
+    }
+  }
   const auto dispatch_start = std::chrono::steady_clock::now();
-  RETURN_IF_ERROR(dispatcher_.Dispatch(*transport_, layer, layout, hidden, h,
-                                       options_.dispatch_dtype, Deadline::After(options_.timeout),
-                                       &received_));
+  if (bf16_path) {
+    RETURN_IF_ERROR(dispatcher_.DispatchBf16(*transport_, layer, layout, hidden_bf16_.data(), h,
+                                             Deadline::After(options_.timeout), &received_));
+  } else {
+    RETURN_IF_ERROR(dispatcher_.Dispatch(*transport_, layer, layout, hidden, h,
+                                         options_.dispatch_dtype, Deadline::After(options_.timeout),
+                                         &received_));
+  }
   const auto dispatch_end = std::chrono::steady_clock::now();
   // Local experts on the received rows: gather each slot's entries, run, scatter per entry.
   entry_out_.resize(received_.num_entries() * h);
@@ -94,8 +112,13 @@ Status DistributedExpertRunner::Run(int64_t layer, const float* hidden, int64_t 
     results_.resize(n * h);
     scratch_.resize(2 * n * config_.moe_intermediate_size);
     for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(&gathered_[i * h], received_.row(received_.entry_row[entries[i]]),
-                  h * sizeof(float));
+      const int64_t row = received_.entry_row[entries[i]];
+      if (bf16_path) {  // widened straight from the view (exact)
+        dispatch_codec::DecodeRow(reinterpret_cast<const std::byte*>(received_.row_bf16(row)), h,
+                                  bf16_codec, &gathered_[i * h], /*accumulate=*/false);
+      } else {
+        std::memcpy(&gathered_[i * h], received_.row(row), h * sizeof(float));
+      }
     }
     RunMlp(weights_.layers[layer].experts[slots[s]], gathered_.data(), n, scratch_.data(),
            results_.data());
@@ -105,9 +128,22 @@ Status DistributedExpertRunner::Run(int64_t layer, const float* hidden, int64_t 
   }
   row_out_.resize(received_.num_rows() * h);
   SumEntriesPerRow(received_, entry_out_.data(), row_out_.data());
+  // BF16 combine on the BF16 path: the rows rounded once into the dispatcher's combine buffer,
+  // which CombineBf16 sends in place (what Combine(kBF16) would round and pack).
+  const bool bf16_combine = bf16_path && options_.combine_dtype == PayloadDtype::kBF16;
+  uint16_t* combine_rows = bf16_combine ? dispatcher_.Bf16CombineRows() : nullptr;
+  if (bf16_combine && received_.num_rows() > 0) {
+    dispatch_codec::EncodeRow(row_out_.data(), received_.num_rows() * h, bf16_codec,
+                              reinterpret_cast<std::byte*>(combine_rows));
+  }
   const auto combine_start = std::chrono::steady_clock::now();
-  RETURN_IF_ERROR(dispatcher_.Combine(*transport_, row_out_.data(), options_.combine_dtype,
-                                      Deadline::After(options_.timeout), out));
+  if (bf16_combine) {
+    RETURN_IF_ERROR(
+        dispatcher_.CombineBf16(*transport_, combine_rows, Deadline::After(options_.timeout), out));
+  } else {
+    RETURN_IF_ERROR(dispatcher_.Combine(*transport_, row_out_.data(), options_.combine_dtype,
+                                        Deadline::After(options_.timeout), out));
+  }
   const auto combine_end = std::chrono::steady_clock::now();
   CountTraffic(layout, dispatch_end - dispatch_start, combine_end - combine_start);
   return OkStatus();

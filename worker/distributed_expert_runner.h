@@ -22,6 +22,12 @@ struct DistributedExpertOptions {
   ReplicaPolicy replica_policy = ReplicaPolicy::kPreferLocal;
   PayloadDtype dispatch_dtype = PayloadDtype::kF32;
   PayloadDtype combine_dtype = PayloadDtype::kF32;  // f32 or bf16 (fp8 is dispatch-only)
+  // With dispatch_dtype kBF16: use the dispatcher's BF16 path (DispatchBf16: each token rounded
+  // to BF16 once and sent as it is, expert inputs widened straight from the received views; with
+  // combine_dtype kBF16 also CombineBf16 from the dispatcher's combine rows, sent without a pack
+  // copy). Results are bitwise those of the FP32 API with the same dtypes; false forces the FP32
+  // API (for comparisons).
+  bool bf16_path = true;
   // Integrity mode etc. SWITCHYARD_INTEGRITY=1|0, when set, overrides `integrity` (a bad value is
   // reported by Validate()).
   DispatcherOptions dispatcher;
@@ -80,6 +86,7 @@ class DistributedExpertRunner : public ExpertRunner {
   Dispatcher dispatcher_;
   ReceivedTokens received_;
   std::vector<float> gathered_, results_, scratch_, entry_out_, row_out_;
+  std::vector<uint16_t> hidden_bf16_;  // the BF16 path: this layer's tokens rounded once
   std::vector<int64_t> local_counts_;
   LinkTraffic link_traffic_;
 };

@@ -4,10 +4,12 @@
 
 namespace switchyard {
 
-StepRunner::StepRunner(const Model* model, int64_t max_seq_len, int64_t max_batch_tokens)
+StepRunner::StepRunner(const Model* model, int64_t max_seq_len, int64_t max_batch_tokens,
+                       int64_t kv_budget_tokens)
     : model_(model),
       max_seq_len_(max_seq_len),
       max_batch_tokens_(max_batch_tokens),
+      kv_budget_tokens_(kv_budget_tokens),
       cache_(model->config(), max_seq_len) {}
 
 Status StepRunner::Add(const WorkRequest& work) {
@@ -31,8 +33,17 @@ Status StepRunner::Add(const WorkRequest& work) {
                                 std::to_string(req.prompt.size()) + ")");
   }
   RETURN_IF_ERROR(ValidateSamplingParams(req.sampling).WithContext(where + "sampling"));
+  const int64_t need = static_cast<int64_t>(req.prompt.size()) + req.max_new_tokens;
+  if (kv_reserved_ + need > kv_budget_tokens_) {
+    return ResourceExhaustedError(where + "needs " + std::to_string(need) + " KV positions, " +
+                                  std::to_string(kv_budget_tokens_ - kv_reserved_) +
+                                  " of cluster.kv_cache_tokens = " +
+                                  std::to_string(kv_budget_tokens_) + " are free on this worker");
+  }
   Running run;
   run.request = req;
+  run.reserved = need;
+  kv_reserved_ += need;
   run.slot = cache_.Allocate();
   run.sampler = std::make_unique<Sampler>(req.sampling);
   running_.emplace(work.id, std::move(run));
@@ -43,6 +54,7 @@ void StepRunner::Release(int64_t id) {
   auto it = running_.find(id);
   if (it == running_.end()) return;
   cache_.Free(it->second.slot);
+  kv_reserved_ -= it->second.reserved;
   running_.erase(it);
 }
 
@@ -96,6 +108,7 @@ StatusOr<std::vector<TokenOut>> StepRunner::Step(ExpertRunner* experts, bool wan
       t.finished = true;
       t.finish_reason = eos ? "stop" : "length";
       cache_.Free(run.slot);
+      kv_reserved_ -= run.reserved;
       running_.erase(it);
     }
     out.push_back(std::move(t));

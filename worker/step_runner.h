@@ -21,11 +21,16 @@ namespace switchyard {
 
 class StepRunner {
  public:
-  // `model` must outlive the runner.
-  StepRunner(const Model* model, int64_t max_seq_len, int64_t max_batch_tokens);
+  // `model` must outlive the runner. `kv_budget_tokens` (>= 1; the coordinator's
+  // cluster.kv_cache_tokens) bounds the KV positions reserved by the running requests, each
+  // reserving prompt + max_new_tokens.
+  StepRunner(const Model* model, int64_t max_seq_len, int64_t max_batch_tokens,
+             int64_t kv_budget_tokens);
 
   // Starts a request. Errors (InvalidArgument naming the request id): empty prompt, ids outside
-  // the vocabulary, prompt + max_new_tokens > max_seq_len, bad sampling parameters, duplicate id.
+  // the vocabulary, prompt + max_new_tokens > max_seq_len, bad sampling parameters, duplicate id;
+  // ResourceExhausted when its reservation does not fit the remaining KV budget (the coordinator
+  // admits only what fits, so this means a coordinator bug or a mismatched budget).
   Status Add(const WorkRequest& work);
 
   // Drops a request (cancelled by the coordinator) and frees its KV slot. Unknown ids are
@@ -40,10 +45,16 @@ class StepRunner {
 
   // Requests still running.
   size_t active() const { return running_.size(); }
+  // KV positions cached now (over the running requests) and the budget.
+  int64_t kv_positions_in_use() const { return cache_.PositionsInUse(); }
+  int64_t kv_budget_tokens() const { return kv_budget_tokens_; }
+  // KV positions reserved by the running requests (sum of prompt + max_new_tokens).
+  int64_t kv_reserved_tokens() const { return kv_reserved_; }
 
  private:
   struct Running {
     GenerationRequest request;
+    int64_t reserved = 0;  // KV positions: prompt + max_new_tokens
     int64_t slot = -1;
     int64_t prefilled = 0;
     int32_t next = -1;
@@ -54,6 +65,8 @@ class StepRunner {
   const Model* model_;
   int64_t max_seq_len_;
   int64_t max_batch_tokens_;
+  int64_t kv_budget_tokens_;
+  int64_t kv_reserved_ = 0;
   KvCache cache_;
   std::map<int64_t, Running> running_;  // by request id: a stable order on every step
 };

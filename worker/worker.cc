@@ -225,7 +225,13 @@ Status Serve(ControlChannel* channel, const TransportProvider& provider,
                                  loaded.placement, ropts);
   RETURN_IF_ERROR(runner.Validate());
   CountingRunner counting(&runner, loaded.plan, assign.rank, loaded.model->config().num_layers);
-  StepRunner steps(loaded.model.get(), assign.max_seq_len, assign.max_batch_tokens);
+  if (assign.kv_cache_tokens < 1) {
+    return InvalidArgumentError("rank " + std::to_string(assign.rank) +
+                                ": the assignment's kv_cache_tokens is " +
+                                std::to_string(assign.kv_cache_tokens) + " (want >= 1)");
+  }
+  StepRunner steps(loaded.model.get(), assign.max_seq_len, assign.max_batch_tokens,
+                   assign.kv_cache_tokens);
   RETURN_IF_ERROR(channel->Send(EncodeReady(loaded.ready), Deadline::After(kSendTimeout)));
   while (true) {
     std::string type;
@@ -247,6 +253,13 @@ Status Serve(ControlChannel* channel, const TransportProvider& provider,
     result.forward_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     result.expert_counts = counting.TakeCounts();
+    result.kv_used_tokens = steps.kv_positions_in_use();
+    result.kv_capacity_tokens = steps.kv_budget_tokens();
+    const LinkTraffic& traffic = runner.link_traffic();  // read between Runs, on this thread
+    result.link_traffic.dispatch_bytes = traffic.dispatch_bytes;
+    result.link_traffic.combine_bytes = traffic.combine_bytes;
+    result.link_traffic.dispatch_seconds = traffic.dispatch_seconds;
+    result.link_traffic.combine_seconds = traffic.combine_seconds;
     RETURN_IF_ERROR(channel->Send(EncodeStepResult(result), Deadline::After(kSendTimeout)));
   }
 }

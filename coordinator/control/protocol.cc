@@ -52,6 +52,32 @@ WorkRequest DecodeRequest(const json& j) {
   return w;
 }
 
+// Ranges the JSON types do not express (see DecodeStepResult).
+Status CheckStepResult(const StepResultMsg& m, const std::string& where) {
+  if (m.kv_used_tokens < 0 || m.kv_capacity_tokens < 0 || m.kv_used_tokens > m.kv_capacity_tokens) {
+    return InvalidArgumentError(where + ": kv_used_tokens " + std::to_string(m.kv_used_tokens) +
+                                " and kv_capacity_tokens " + std::to_string(m.kv_capacity_tokens) +
+                                " must satisfy 0 <= used <= capacity");
+  }
+  const LinkTrafficTotals& t = m.link_traffic;
+  if (t.dispatch_bytes.size() != t.combine_bytes.size()) {
+    return InvalidArgumentError(
+        where + ": link_traffic.dispatch_bytes has " + std::to_string(t.dispatch_bytes.size()) +
+        " entries, link_traffic.combine_bytes " + std::to_string(t.combine_bytes.size()));
+  }
+  for (size_t r = 0; r < t.dispatch_bytes.size(); ++r) {
+    if (t.dispatch_bytes[r] < 0 || t.combine_bytes[r] < 0) {
+      return InvalidArgumentError(where + ": link_traffic bytes to rank " + std::to_string(r) +
+                                  " are negative");
+    }
+  }
+  if (!(t.dispatch_seconds >= 0) || !(t.combine_seconds >= 0)) {
+    return InvalidArgumentError(where +
+                                ": link_traffic.dispatch_seconds / combine_seconds must be >= 0");
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 std::string EncodeRegister(const RegisterMsg& m) {
@@ -70,6 +96,7 @@ std::string EncodeAssign(const AssignMsg& m) {
               {"num_threads", m.num_threads},
               {"step_timeout_ms", m.step_timeout_ms},
               {"heartbeat_interval_ms", m.heartbeat_interval_ms},
+              {"kv_cache_tokens", m.kv_cache_tokens},
               {"plan", m.plan_json},
               {"rendezvous", m.rendezvous}}
       .dump();
@@ -110,7 +137,14 @@ std::string EncodeStepResult(const StepResultMsg& m) {
               {"tokens", tokens},
               {"expert_counts", m.expert_counts},
               {"batch_tokens", m.batch_tokens},
-              {"forward_seconds", m.forward_seconds}}
+              {"forward_seconds", m.forward_seconds},
+              {"kv_used_tokens", m.kv_used_tokens},
+              {"kv_capacity_tokens", m.kv_capacity_tokens},
+              {"link_traffic",
+               {{"dispatch_bytes", m.link_traffic.dispatch_bytes},
+                {"combine_bytes", m.link_traffic.combine_bytes},
+                {"dispatch_seconds", m.link_traffic.dispatch_seconds},
+                {"combine_seconds", m.link_traffic.combine_seconds}}}}
       .dump();
 }
 
@@ -162,6 +196,7 @@ Status DecodeAssign(const std::string& text, const std::string& from, AssignMsg*
     m->num_threads = j.at("num_threads").get<int>();
     m->step_timeout_ms = j.at("step_timeout_ms").get<int64_t>();
     m->heartbeat_interval_ms = j.at("heartbeat_interval_ms").get<int64_t>();
+    m->kv_cache_tokens = j.at("kv_cache_tokens").get<int64_t>();
     m->plan_json = j.at("plan").get<std::string>();
     m->rendezvous = j.at("rendezvous").get<std::string>();
   });
@@ -190,7 +225,7 @@ Status DecodeStep(const std::string& text, const std::string& from, StepMsg* m) 
 }
 
 Status DecodeStepResult(const std::string& text, const std::string& from, StepResultMsg* m) {
-  return Decode(text, from, "step_done", [&](const json& j) {
+  RETURN_IF_ERROR(Decode(text, from, "step_done", [&](const json& j) {
     m->rank = j.at("rank").get<int>();
     m->step = j.at("step").get<int64_t>();
     m->tokens.clear();
@@ -206,7 +241,15 @@ Status DecodeStepResult(const std::string& text, const std::string& from, StepRe
     m->expert_counts = j.at("expert_counts").get<std::vector<std::vector<int64_t>>>();
     m->batch_tokens = j.at("batch_tokens").get<int64_t>();
     m->forward_seconds = j.at("forward_seconds").get<double>();
-  });
+    m->kv_used_tokens = j.at("kv_used_tokens").get<int64_t>();
+    m->kv_capacity_tokens = j.at("kv_capacity_tokens").get<int64_t>();
+    const json& lt = j.at("link_traffic");
+    m->link_traffic.dispatch_bytes = lt.at("dispatch_bytes").get<std::vector<int64_t>>();
+    m->link_traffic.combine_bytes = lt.at("combine_bytes").get<std::vector<int64_t>>();
+    m->link_traffic.dispatch_seconds = lt.at("dispatch_seconds").get<double>();
+    m->link_traffic.combine_seconds = lt.at("combine_seconds").get<double>();
+  }));
+  return CheckStepResult(*m, "control message 'step_done' from " + from);
 }
 
 StatusOr<std::string> DecodeReason(const std::string& text, const std::string& from) {

@@ -7,7 +7,8 @@
 // model, transport, runtime settings, the placement plan); the worker loads its share and sends
 // `ready`. Then, for every step, the coordinator sends `step` to every worker (new requests for
 // it, possibly none) and each worker runs one forward step in lockstep with the others and
-// answers `step_done` (tokens sampled, per-expert counts). `shutdown` ends the session; `abort`
+// answers `step_done` (tokens sampled, per-expert counts, KV-cache positions in use and budget,
+// cumulative per-link dispatch/combine traffic). `shutdown` ends the session; `abort`
 // ends it because something failed. Workers send `heartbeat` periodically from their own thread.
 // Encode* never fail; Decode* check every field and name the message type and field on error.
 #pragma once
@@ -38,6 +39,8 @@ struct AssignMsg {
   int num_threads = 0;
   int64_t step_timeout_ms = 60000;
   int64_t heartbeat_interval_ms = 500;
+  int64_t kv_cache_tokens =
+      0;                   // KV budget of the worker in positions (Coordinator::kv_cache_tokens)
   std::string plan_json;   // PlacementPlan::ToJson()
   std::string rendezvous;  // ucx/nccl: "host:port" of the coordinator's rendezvous server
 };
@@ -70,6 +73,15 @@ struct TokenOut {
   std::vector<float> logits;  // when asked for
 };
 
+// A worker's MoE traffic per peer, cumulative since it started (worker/DistributedExpertRunner::
+// link_traffic()): totals, not increments; the receiver takes differences.
+struct LinkTrafficTotals {
+  std::vector<int64_t> dispatch_bytes;  // [world] bytes this rank sent to each rank in dispatch
+  std::vector<int64_t> combine_bytes;   // [world] bytes this rank sent to each rank in combine
+  double dispatch_seconds = 0;          // wall time in dispatch collectives (shared by all links)
+  double combine_seconds = 0;           // wall time in combine collectives
+};
+
 struct StepResultMsg {
   int rank = 0;
   int64_t step = 0;
@@ -78,6 +90,9 @@ struct StepResultMsg {
   std::vector<std::vector<int64_t>> expert_counts;
   int64_t batch_tokens = 0;
   double forward_seconds = 0;
+  int64_t kv_used_tokens = 0;      // KV positions cached after the step, over its sequences
+  int64_t kv_capacity_tokens = 0;  // its KV budget (positions)
+  LinkTrafficTotals link_traffic;
 };
 
 std::string EncodeRegister(const RegisterMsg& m);
@@ -94,6 +109,8 @@ std::string EncodeAbort(const std::string& reason);
 StatusOr<std::string> MessageType(const std::string& text, const std::string& from);
 
 // Decoders: the message must have the expected type. Errors name `from`, the type and the field.
+// DecodeStepResult also checks 0 <= kv_used_tokens <= kv_capacity_tokens, link_traffic byte
+// vectors of equal length with entries >= 0, and seconds >= 0.
 Status DecodeRegister(const std::string& text, const std::string& from, RegisterMsg* m);
 Status DecodeAssign(const std::string& text, const std::string& from, AssignMsg* m);
 Status DecodeReady(const std::string& text, const std::string& from, ReadyMsg* m);

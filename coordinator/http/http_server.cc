@@ -3,10 +3,12 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdio>
+#include <system_error>
 
 #include "common/logging.h"
 
@@ -18,8 +20,22 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 
+// Request header block limit (431 beyond it) and the most unparsed bytes a connection buffers
+// (an over-long chunk-size line or chunk extension ends the connection instead of growing it).
+constexpr uint32_t kHeaderLimit = 64 * 1024;
+constexpr size_t kReadBufferLimit = 1 << 20;
+
 std::string ErrorJson(const std::string& message, const char* type) {
-  return R"({"error":{"message":")" + message + R"(","type":")" + type +
+  std::string escaped;
+  for (char c : message) {
+    if (c == '"' || c == '\\') {
+      escaped += '\\';
+      escaped += c;
+    } else if (static_cast<unsigned char>(c) >= 0x20) {
+      escaped += c;
+    }
+  }
+  return R"({"error":{"message":")" + escaped + R"(","type":")" + type +
          R"(","param":null,"code":null}})";
 }
 
@@ -28,18 +44,33 @@ std::string ErrorJson(const std::string& message, const char* type) {
 class Connection : public HttpExchange {
  public:
   Connection(net::io_context* ioc, tcp::socket socket, const HttpServerOptions& options)
-      : ioc_(ioc), stream_(std::move(socket)), options_(options) {}
+      : ioc_(ioc), stream_(std::move(socket)), options_(options), buffer_(kReadBufferLimit) {}
 
   // Reads one request. Returns false when the connection should close (after answering a
-  // malformed or oversize request where that is possible).
-  bool Read(HttpRequest* out, bool* keep_alive) {
+  // malformed or oversize request where that is possible). `timeout` bounds the whole request
+  // (headers and body): a client that sends slowly (slow loris) is dropped when it runs out,
+  // without an answer (tcp_stream closes the socket when its deadline passes).
+  bool Read(HttpRequest* out, bool* keep_alive, std::chrono::milliseconds timeout) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(static_cast<uint64_t>(options_.max_body_bytes));
-    parser.header_limit(64 * 1024);
-    stream_.expires_after(options_.read_timeout);
+    parser.header_limit(kHeaderLimit);
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    stream_.expires_at(until);
     beast::error_code ec;
-    http::async_read(stream_, buffer_, parser, [&](beast::error_code e, size_t) { ec = e; });
+    http::async_read_header(stream_, buffer_, parser, [&](beast::error_code e, size_t) { ec = e; });
     Run();
+    // A client that sent "Expect: 100-continue" (curl does for bodies over 1 KiB) waits for this
+    // (curl: 1 s) before sending the body; an oversize body was refused above with 413 instead.
+    if (!ec && !parser.is_done() &&
+        beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      if (!WriteRaw("HTTP/1.1 100 Continue\r\n\r\n").ok()) return false;
+      stream_.expires_at(until);  // the request's deadline still holds
+    }
+    if (!ec && !parser.is_done()) {
+      http::async_read(stream_, buffer_, parser, [&](beast::error_code e, size_t) { ec = e; });
+      Run();
+    }
+    if (ec) keep_alive_ = false;  // every error answer below closes the connection
     if (ec == http::error::body_limit) {
       (void)Respond(413, "application/json",
                     ErrorJson("request body larger than " +
@@ -49,13 +80,26 @@ class Connection : public HttpExchange {
       Drain();
       return false;
     }
+    if (ec == http::error::header_limit) {
+      (void)Respond(
+          431, "application/json",
+          ErrorJson("request header block larger than " + std::to_string(kHeaderLimit) + " bytes",
+                    "invalid_request_error"),
+          {});
+      Drain();
+      return false;
+    }
     if (ec) {
+      const bool started = parser.got_some() || buffer_.size() > 0;
       const bool quiet = ec == http::error::end_of_stream || ec == beast::error::timeout ||
                          ec == net::error::connection_reset || ec == net::error::eof ||
                          ec == net::error::operation_aborted;
-      if (!quiet && buffer_.size() > 0) {
-        (void)Respond(400, "application/json",
-                      ErrorJson("malformed HTTP request", "invalid_request_error"), {});
+      if (!quiet && started) {
+        (void)Respond(
+            400, "application/json",
+            ErrorJson("malformed HTTP request (" + ec.message() + ")", "invalid_request_error"),
+            {});
+        Drain();
       }
       return false;
     }
@@ -120,7 +164,7 @@ class Connection : public HttpExchange {
     return ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
   }
 
-  // After refusing a request whose body is still arriving: stop sending and read (and drop) what
+  // After refusing a request that may still be arriving: stop sending and read (and drop) what
   // the client still sends for up to a second, so that it sees the answer instead of a reset.
   void Drain() {
     beast::error_code ec;
@@ -176,6 +220,11 @@ struct HttpServer::Impl {
   int active = 0;
   bool stopping = false;
 
+  // Beyond max_connections a connection still gets a thread, to read its request briefly and
+  // answer 503; beyond twice that it is closed at once, so a connection flood cannot create
+  // threads without bound.
+  int HardConnectionCap() const { return 2 * std::max(options.max_connections, 1); }
+
   void Accept() {
     auto ioc = std::make_shared<net::io_context>();
     auto socket = std::make_shared<tcp::socket>(*ioc);
@@ -190,10 +239,26 @@ struct HttpServer::Impl {
       {
         std::lock_guard<std::mutex> lock(mu);
         if (stopping) return;
+        if (active >= HardConnectionCap()) {
+          beast::error_code ignored;
+          socket->close(ignored);
+          Accept();
+          return;
+        }
         ++active;
         open_fds.insert(socket->native_handle());
       }
-      std::thread([this, ioc, socket] { Serve(ioc.get(), std::move(*socket)); }).detach();
+      try {
+        std::thread([this, ioc, socket] { Serve(ioc.get(), std::move(*socket)); }).detach();
+      } catch (const std::system_error& e) {  // out of threads: drop this client, keep serving
+        LOG_WARN("http", "cannot start a connection thread: %s", e.what());
+        std::lock_guard<std::mutex> lock(mu);
+        open_fds.erase(socket->native_handle());
+        beast::error_code ignored;
+        socket->close(ignored);
+        --active;
+        done.notify_all();
+      }
       Accept();
     });
   }
@@ -210,14 +275,28 @@ struct HttpServer::Impl {
       HttpRequest req;
       bool keep_alive = false;
       if (over_limit) {
-        if (conn.Read(&req, &keep_alive)) {
+        const auto brief =
+            std::min<std::chrono::milliseconds>(options.read_timeout, std::chrono::seconds(1));
+        if (conn.Read(&req, &keep_alive, brief)) {
           (void)conn.Respond(503, "application/json",
                              ErrorJson("too many connections", "server_error"),
                              {{"Retry-After", "1"}});
         }
       } else {
-        while (conn.Read(&req, &keep_alive)) {
-          handler(req, conn);
+        while (conn.Read(&req, &keep_alive, options.read_timeout)) {
+          // An exception must not escape a connection thread (std::terminate): answer 500 and
+          // close this connection only.
+          try {
+            handler(req, conn);
+          } catch (const std::exception& e) {
+            LOG_ERROR("http", "handler for %s %s threw: %s", req.method.c_str(), req.target.c_str(),
+                      e.what());
+            if (!conn.responded()) {
+              (void)conn.Respond(500, "application/json",
+                                 ErrorJson("internal error", "server_error"), {});
+            }
+            break;
+          }
           if (!conn.responded()) {
             (void)conn.Respond(500, "application/json",
                                ErrorJson("the handler gave no response", "server_error"), {});

@@ -1,8 +1,12 @@
 // HttpServer: a small HTTP/1.1 server on Boost.Beast, one thread per connection. Every read and
-// write has a deadline (a stalled or silent client is dropped), request bodies are size-limited
-// (413), and the number of connections is capped (503 beyond it). Handlers may answer once
-// (Respond) or stream a chunked body (StartStream / WriteChunk / EndStream) for Server-Sent
-// Events, checking PeerClosed() to notice a client that went away.
+// write has a deadline (a stalled, silent or trickling client is dropped), request bodies are
+// size-limited (413), the header block to 64 KiB (431), unparsed buffered bytes to 1 MiB;
+// malformed framing gets 400 and a closed connection; the number of connections is capped (503
+// beyond max_connections, closed at once beyond twice that). An exception thrown by the handler
+// becomes a 500 on that connection. "Expect: 100-continue" gets its interim answer (or the 413)
+// before the body is read. Handlers may answer once (Respond) or stream a chunked body
+// (StartStream / WriteChunk / EndStream) for Server-Sent Events, checking PeerClosed() to notice
+// a client that went away.
 #pragma once
 
 #include <atomic>
@@ -25,7 +29,7 @@ struct HttpServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;                                    // 0: an ephemeral port (see HttpServer::port())
   int64_t max_body_bytes = 8 << 20;                // larger request bodies get 413
-  std::chrono::milliseconds read_timeout{30000};   // per request, headers and body
+  std::chrono::milliseconds read_timeout{30000};   // per request, headers and body together
   std::chrono::milliseconds write_timeout{30000};  // per response write
   int max_connections = 1024;
 };

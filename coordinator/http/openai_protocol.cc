@@ -1,5 +1,6 @@
 #include "coordinator/http/openai_protocol.h"
 
+#include <limits>
 #include <nlohmann/json.hpp>
 
 namespace switchyard {
@@ -17,6 +18,20 @@ bool Fail(ApiError* e, const std::string& param, const std::string& message) {
   return false;
 }
 
+// A request value quoted in an error message: scalars as JSON (strings cut at 64 bytes), arrays
+// and objects by kind only, since dumping a hostile deeply nested value would recurse deeply and
+// echo the whole body back.
+std::string Shown(const json& v) {
+  if (v.is_array()) return "an array";
+  if (v.is_object()) return "an object";
+  if (v.is_string() && v.get_ref<const std::string&>().size() > 64) {
+    return json(v.get_ref<const std::string&>().substr(0, 64))
+               .dump(-1, ' ', false, json::error_handler_t::replace) +
+           "...";
+  }
+  return v.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 bool Present(const json& j, const char* key) { return j.contains(key) && !j[key].is_null(); }
 
 // Reads an optional number field into *v with a range check.
@@ -26,18 +41,25 @@ bool Number(const json& j, const char* key, double lo, double hi, double* v, Api
   *v = j[key].get<double>();
   if (!(*v >= lo && *v <= hi)) {
     return Fail(e, key,
-                std::string("'") + key + "' must be within [" +
-                    json(lo).dump(-1, ' ', false, json::error_handler_t::replace) + ", " +
-                    json(hi).dump(-1, ' ', false, json::error_handler_t::replace) + "], got " +
-                    j[key].dump(-1, ' ', false, json::error_handler_t::replace));
+                std::string("'") + key + "' must be within [" + Shown(json(lo)) + ", " +
+                    Shown(json(hi)) + "], got " + Shown(j[key]));
   }
   return true;
+}
+
+// True for an integer JSON number above INT64_MAX (get<int64_t> would wrap it negative).
+bool AboveInt64(const json& v) {
+  return v.is_number_unsigned() &&
+         v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 }
 
 bool Integer(const json& j, const char* key, int64_t lo, int64_t* v, ApiError* e) {
   if (!Present(j, key)) return true;
   if (!j[key].is_number_integer()) {
     return Fail(e, key, std::string("'") + key + "' must be an integer");
+  }
+  if (AboveInt64(j[key])) {
+    return Fail(e, key, std::string("'") + key + "' is out of range, got " + Shown(j[key]));
   }
   *v = j[key].get<int64_t>();
   if (*v < lo) {
@@ -48,7 +70,9 @@ bool Integer(const json& j, const char* key, int64_t lo, int64_t* v, ApiError* e
   return true;
 }
 
-bool ParsePrompt(const json& p, CompletionParams* out, ApiError* e) {
+// `nested`: p is the one element of an outer array (the OpenAI "array of prompts" form); one level
+// only, so that a deeply nested body cannot recurse deeply.
+bool ParsePrompt(const json& p, bool nested, CompletionParams* out, ApiError* e) {
   if (p.is_string()) {
     out->prompt_text = p.get<std::string>();
     return true;
@@ -58,19 +82,20 @@ bool ParsePrompt(const json& p, CompletionParams* out, ApiError* e) {
     return true;
   }
   if (p.is_array() && !p.empty() && p[0].is_array()) {
+    if (nested) return Fail(e, "prompt", "'prompt' nests arrays more than one level deep");
     if (p.size() != 1) return Fail(e, "prompt", "only one prompt per request is supported");
-    return ParsePrompt(p[0], out, e);
+    return ParsePrompt(p[0], true, out, e);
   }
   if (p.is_array() && !p.empty()) {
     for (const auto& t : p) {
       if (!t.is_number_integer()) {
-        return Fail(e, "prompt",
-                    "'prompt' must be a string or an array of token ids (integers); found " +
-                        t.dump(-1, ' ', false, json::error_handler_t::replace));
+        return Fail(
+            e, "prompt",
+            "'prompt' must be a string or an array of token ids (integers); found " + Shown(t));
       }
-      const int64_t id = t.get<int64_t>();
+      const int64_t id = AboveInt64(t) ? -1 : t.get<int64_t>();
       if (id < 0 || id > INT32_MAX) {
-        return Fail(e, "prompt", "prompt token id " + std::to_string(id) + " is out of range");
+        return Fail(e, "prompt", "prompt token id " + Shown(t) + " is out of range");
       }
       out->prompt_ids.push_back(static_cast<int32_t>(id));
     }
@@ -95,8 +120,9 @@ bool ParseMessages(const json& m, CompletionParams* out, ApiError* e) {
       cm.content = content.get<std::string>();
     } else if (content.is_array()) {
       for (const auto& part : content) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
-            !part["text"].is_string()) {
+        // No json::value() here: it throws when "type" is present but not a string.
+        if (!part.is_object() || !part.contains("type") || part["type"] != "text" ||
+            !part.contains("text") || !part["text"].is_string()) {
           return Fail(e, where + ".content", "only text content parts are supported");
         }
         cm.content += part["text"].get<std::string>();
@@ -120,9 +146,9 @@ std::string ErrorBody(const ApiError& e) {
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-bool ParseCompletionRequest(const std::string& body, bool chat, CompletionParams* out,
-                            ApiError* e) {
-  *out = CompletionParams{};
+namespace {
+
+bool ParseCompletionJson(const std::string& body, bool chat, CompletionParams* out, ApiError* e) {
   const json j = json::parse(body, nullptr, false);
   if (j.is_discarded()) return Fail(e, "", "the request body is not valid JSON");
   if (!j.is_object()) return Fail(e, "", "the request body must be a JSON object");
@@ -135,7 +161,7 @@ bool ParseCompletionRequest(const std::string& body, bool chat, CompletionParams
     if (!ParseMessages(j["messages"], out, e)) return false;
   } else {
     if (!j.contains("prompt")) return Fail(e, "prompt", "'prompt' is required");
-    if (!ParsePrompt(j["prompt"], out, e)) return false;
+    if (!ParsePrompt(j["prompt"], false, out, e)) return false;
   }
   int64_t n = 1;
   if (!Integer(j, "n", 1, &n, e)) return false;
@@ -162,6 +188,11 @@ bool ParseCompletionRequest(const std::string& body, bool chat, CompletionParams
     if (s.is_string()) {
       out->stop.push_back(s.get<std::string>());
     } else if (s.is_array()) {
+      if (s.size() > kMaxStopSequences) {
+        return Fail(e, "stop",
+                    "at most " + std::to_string(kMaxStopSequences) + " stop sequences, got " +
+                        std::to_string(s.size()));
+      }
       for (const auto& x : s) {
         if (!x.is_string()) return Fail(e, "stop", "'stop' must be a string or array of strings");
         out->stop.push_back(x.get<std::string>());
@@ -186,6 +217,21 @@ bool ParseCompletionRequest(const std::string& body, bool chat, CompletionParams
     }
   }
   return true;
+}
+
+}  // namespace
+
+bool ParseCompletionRequest(const std::string& body, bool chat, CompletionParams* out,
+                            ApiError* e) {
+  *out = CompletionParams{};
+  // The checks above never let nlohmann::json throw; this is the backstop that keeps a missed
+  // case a 400 instead of an exception on a connection thread.
+  try {
+    return ParseCompletionJson(body, chat, out, e);
+  } catch (const json::exception& x) {
+    *out = CompletionParams{};
+    return Fail(e, "", std::string("the request body could not be read: ") + x.what());
+  }
 }
 
 std::string CompletionBody(bool chat, const std::string& id, int64_t created,

@@ -2,6 +2,7 @@
 // types and ranges), response, stream-chunk and error bodies. Pure functions; thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -44,9 +45,14 @@ struct CompletionParams {
   bool ignore_eos = false;
 };
 
+// The most stop sequences a request may give (OpenAI allows 4; each costs work per token).
+inline constexpr size_t kMaxStopSequences = 16;
+
 // Parses a /v1/completions (`chat` false) or /v1/chat/completions body. Returns false with
-// *error set (400, naming the parameter) for malformed JSON, wrong types, out-of-range values,
-// n != 1, or a missing prompt/messages/model.
+// *error set (400, naming the parameter) for malformed JSON, wrong types, out-of-range values
+// (integers beyond int64 included), n != 1, more than kMaxStopSequences stop sequences, prompt
+// arrays nested deeper than [[ids]], or a missing prompt/messages/model. Never throws, for any
+// input bytes (fuzzed by tests/fuzz/openai_request_fuzz.cc). Thread-safe.
 bool ParseCompletionRequest(const std::string& body, bool chat, CompletionParams* out,
                             ApiError* error);
 

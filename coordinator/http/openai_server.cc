@@ -1,8 +1,10 @@
 #include "coordinator/http/openai_server.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <ctime>
 #include <deque>
+#include <iterator>
 #include <mutex>
 
 #include "common/logging.h"
@@ -139,7 +141,13 @@ void OpenAiServer::Handle(const HttpRequest& req, HttpExchange& ex) {
     status = Answer(ex, MakeApiError(404, "no route for " + req.method + " " + path,
                                      "invalid_request_error", "", "not_found"));
   }
-  metrics_->OnHttp(handler, req.method, status);
+  // The method is client-chosen (any token parses): only known ones become metric labels, so a
+  // client cannot create series without bound.
+  static const char* const kMethods[] = {"GET",  "POST",    "PUT",  "DELETE",
+                                         "HEAD", "OPTIONS", "PATCH"};
+  const bool known =
+      std::find(std::begin(kMethods), std::end(kMethods), req.method) != std::end(kMethods);
+  metrics_->OnHttp(handler, known ? req.method : "other", status);
 }
 
 int OpenAiServer::HandleCompletion(const HttpRequest& req, HttpExchange& ex, bool chat) {

@@ -14,6 +14,10 @@ double Seconds(ServeClock::time_point a, ServeClock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
+int64_t KvNeed(const GenerationRequest& g) {
+  return static_cast<int64_t>(g.prompt.size()) + g.max_new_tokens;
+}
+
 }  // namespace
 
 struct ServingEngine::Active {
@@ -41,7 +45,9 @@ ServingEngine::ServingEngine(Coordinator* coordinator, const Tokenizer* tokenize
       metrics_(metrics),
       options_(options),
       worker_load_(coordinator->num_workers(), 0),
-      release_next_(coordinator->num_workers()) {
+      release_next_(coordinator->num_workers()),
+      stats_(options.stats_interval, options.stats_clock ? options.stats_clock : SteadyClock(),
+             options.stats_sink) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -92,13 +98,13 @@ void ServingEngine::Cancel(int64_t id) {
   wake_.notify_all();
 }
 
+int64_t ServingEngine::Waiting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(queue_.size());
+}
+
 void ServingEngine::PublishQueue() {
-  int64_t waiting;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    waiting = static_cast<int64_t>(queue_.size());
-  }
-  metrics_->SetQueue(static_cast<int64_t>(running_.size()), waiting);
+  metrics_->SetQueue(static_cast<int64_t>(running_.size()), Waiting());
 }
 
 void ServingEngine::Loop() {
@@ -110,8 +116,15 @@ void ServingEngine::Loop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (running_.empty()) {
-        // Idle: sleep until work arrives or a keepalive step is due.
-        wake_.wait_until(lock, last_step + options_.keepalive,
+        // Idle: sleep until work arrives, a keepalive step or a stats line is due. The stats
+        // clock may be a test clock: only the time left on it is used.
+        auto until = last_step + options_.keepalive;
+        if (stats_.enabled()) {
+          until = std::min(
+              until, ServeClock::now() +
+                         std::chrono::duration_cast<ServeClock::duration>(stats_.time_to_due()));
+        }
+        wake_.wait_until(lock, until,
                          [&] { return stop_ || !queue_.empty() || !cancels_.empty(); });
       }
       if (stop_) return;
@@ -124,8 +137,15 @@ void ServingEngine::Loop() {
           ++it;
         }
       }
+      // In order while the head fits: the least-loaded worker has the most KV room left.
       while (!queue_.empty() &&
              static_cast<int64_t>(running_.size() + admitted.size()) < options_.max_running) {
+        const int w = static_cast<int>(std::min_element(worker_load_.begin(), worker_load_.end()) -
+                                       worker_load_.begin());
+        const int64_t need = KvNeed(queue_.front()->req.gen);
+        if (worker_load_[w] + need > coordinator_->kv_cache_tokens()) break;
+        worker_load_[w] += need;
+        queue_.front()->worker = w;
         admitted.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
@@ -144,15 +164,13 @@ void ServingEngine::Loop() {
       metrics_->OnScheduled(Seconds(a->queued, now));
       const int64_t id = a->id;
       const GenerationRequest& g = a->req.gen;
-      a->worker = static_cast<int>(std::min_element(worker_load_.begin(), worker_load_.end()) -
-                                   worker_load_.begin());
-      worker_load_[a->worker] += static_cast<int64_t>(g.prompt.size()) + g.max_new_tokens;
       const bool empty = g.max_new_tokens == 0;
       if (!empty) add[a->worker].push_back({id, g});
       running_.emplace(id, std::move(a));
       if (empty) Finish(id, "length");
     }
     PublishQueue();
+    stats_.Maybe(static_cast<int64_t>(running_.size()), Waiting(), kv_used_, kv_capacity_);
     bool any_release = false;
     for (const auto& r : release_next_) any_release |= !r.empty();
     const bool any_add = !admitted.empty();
@@ -171,26 +189,41 @@ void ServingEngine::Loop() {
       FailAll(step.status());
       return;
     }
-    // Expert-load gauges from the coordinator's sliding window (cheap; not every step).
-    if (++steps_since_loads_ >= kLoadMetricsEverySteps) {
-      steps_since_loads_ = 0;
-      Status s =
-          metrics_->SetExpertLoads(coordinator_->ExpertLoads(), coordinator_->plan().moe_layers);
-      if (!s.ok()) LOG_WARN("serving", "expert-load metrics: %s", s.ToString().c_str());
-    }
+    int64_t decode_tokens = 0, generated = 0;  // forwarded decode tokens, tokens sampled
     for (int rank = 0; rank < n; ++rank) {
       for (const TokenOut& t : step->tokens[rank]) {
+        ++generated;
         auto it = running_.find(t.id);
         if (it == running_.end() || it->second->worker != rank) {
+          ++decode_tokens;  // a request dropped here but still on the worker: it was decoding
           LOG_WARN("serving", "worker rank %d returned a token for request %lld it does not serve",
                    rank, static_cast<long long>(t.id));
           continue;
         }
+        // A request's first token comes from its last prompt chunk, the others from a decode.
+        if (it->second->generated > 0) ++decode_tokens;
         OnToken(*it->second, t);
       }
     }
+    ObserveStep(*step, decode_tokens, generated);
     PublishQueue();
   }
+}
+
+void ServingEngine::ObserveStep(const StepOutcome& step, int64_t decode_tokens, int64_t generated) {
+  kv_used_ = step.kv_used_total;
+  kv_capacity_ = step.kv_capacity_total;
+  metrics_->SetKvCache(kv_used_, kv_capacity_);
+  stats_.AddTokens(std::max<int64_t>(0, step.batch_tokens - decode_tokens), generated);
+  // Expert loads and link counters: not every step (cheap, but many series), and whenever the
+  // cluster has nothing left running so that /metrics is exact at rest. Link totals are
+  // cumulative, so skipped steps lose nothing.
+  if (++steps_since_loads_ < kLoadMetricsEverySteps && !running_.empty()) return;
+  steps_since_loads_ = 0;
+  Status s = metrics_->SetExpertLoads(coordinator_->ExpertLoads(), coordinator_->plan().moe_layers);
+  if (!s.ok()) LOG_WARN("serving", "expert-load metrics: %s", s.ToString().c_str());
+  s = metrics_->ObserveLinkTraffic(step.link_traffic);
+  if (!s.ok()) LOG_WARN("serving", "link-traffic metrics: %s", s.ToString().c_str());
 }
 
 void ServingEngine::OnToken(Active& a, const TokenOut& t) {

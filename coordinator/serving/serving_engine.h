@@ -1,10 +1,15 @@
 // ServingEngine: continuous batching on the coordinator. A serving thread admits requests from
-// a bounded queue between steps, places each on the least-loaded worker, runs lockstep steps
+// a bounded queue between steps, in order, each on the least-loaded worker while its prompt +
+// max_new_tokens fit that worker's remaining KV budget (Coordinator::kv_cache_tokens; the head of
+// the queue waits for running requests to finish otherwise), runs lockstep steps
 // (the workers chunk prefill by max_batch_tokens and step decodes first, so a long prompt does
 // not stall running decodes), decodes every token to text, applies stop sequences, and hands
 // each request's output to its callback. Requests join and leave between steps; Cancel drops a
 // request and frees its KV cache on its worker at the next step. While idle it sends an empty
 // step every keepalive interval so worker failures are noticed and workers do not time out.
+// Metrics (ServingMetrics): queue gauges and KV-cache usage after every step, expert loads and
+// per-link dispatch/combine counters every few steps and whenever nothing is left running. A
+// stats line (StatsLogger) every stats_interval.
 //
 // A worker failure fails every queued and running request with the error; healthy() turns false
 // and further Submit calls get Unavailable.
@@ -25,6 +30,7 @@
 #include "common/status.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/serving/serving_metrics.h"
+#include "coordinator/serving/stats_log.h"
 #include "model/tokenizer.h"
 
 namespace switchyard {
@@ -54,6 +60,10 @@ struct ServingOptions {
   int64_t max_queue = 256;    // waiting requests beyond which Submit answers ResourceExhausted
   int64_t max_running = 256;  // requests running over all workers at once
   std::chrono::milliseconds keepalive{5000};
+  // Periodic stats log line (throughputs, running, waiting, KV-cache usage); 0 = off.
+  std::chrono::milliseconds stats_interval{10000};
+  Clock* stats_clock = nullptr;  // time source of the stats line; nullptr = SteadyClock()
+  StatsLogger::Sink stats_sink;  // where stats lines go; empty = the log (WriteServingStats)
 };
 
 class ServingEngine {
@@ -66,8 +76,9 @@ class ServingEngine {
   ~ServingEngine();
 
   // Queues a request; returns its id. Errors: InvalidArgument (what is wrong, from the
-  // coordinator's checks), ResourceExhausted (queue full: retry later), Unavailable (a worker
-  // failed or the engine stopped). Thread-safe, never blocks on compute.
+  // coordinator's checks, e.g. larger than a worker's whole KV budget), ResourceExhausted (queue
+  // full: retry later), Unavailable (a worker failed or the engine stopped). Thread-safe, never
+  // blocks on compute.
   StatusOr<int64_t> Submit(ServeRequest request, ServeCallback callback);
 
   // Drops the request (queued or running): its callback gets a final "abort" event and its KV
@@ -86,6 +97,9 @@ class ServingEngine {
   void Finish(int64_t id, const std::string& reason, const Status& error = OkStatus());
   void FailAll(const Status& error);
   void PublishQueue();
+  // Throughput counts, KV gauge and (every few steps / when idle) the slow metrics of a step.
+  void ObserveStep(const StepOutcome& step, int64_t decode_tokens, int64_t generated);
+  int64_t Waiting() const;
 
   Coordinator* coordinator_;
   const Tokenizer* tokenizer_;
@@ -105,7 +119,9 @@ class ServingEngine {
   std::vector<int64_t> worker_load_;  // prompt + max_new_tokens of running requests, by rank
   std::vector<std::vector<int64_t>> release_next_;  // finished here, still on the worker
   static constexpr int kLoadMetricsEverySteps = 16;
-  int steps_since_loads_ = 0;  // serving thread only
+  int steps_since_loads_ = 0;              // serving thread only
+  int64_t kv_used_ = 0, kv_capacity_ = 0;  // after the last step, over all workers
+  StatsLogger stats_;                      // serving thread only
   std::thread thread_;
 };
 

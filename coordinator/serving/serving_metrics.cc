@@ -1,5 +1,7 @@
 #include "coordinator/serving/serving_metrics.h"
 
+#include <algorithm>
+
 #include "common/logging.h"
 
 namespace switchyard {
@@ -33,6 +35,30 @@ void ServingMetrics::OnInterToken(double seconds) { serving_->ObserveInterTokenL
 void ServingMetrics::SetQueue(int64_t running, int64_t waiting) {
   serving_->SetRequestsRunning(running);
   serving_->SetRequestsWaiting(waiting);
+}
+
+void ServingMetrics::SetKvCache(int64_t used_tokens, int64_t capacity_tokens) {
+  serving_->SetKvCacheUsage(capacity_tokens > 0 ? static_cast<double>(used_tokens) /
+                                                      static_cast<double>(capacity_tokens)
+                                                : 0.0);
+}
+
+Status ServingMetrics::ObserveLinkTraffic(const std::vector<LinkTrafficTotals>& by_source_rank) {
+  for (size_t src = 0; src < by_source_rank.size(); ++src) {
+    const LinkTrafficTotals& t = by_source_rank[src];
+    for (size_t dst = 0; dst < t.dispatch_bytes.size() && dst < t.combine_bytes.size(); ++dst) {
+      if (dst == src) continue;
+      metrics::LinkStatsDelta totals;
+      totals.src_rank = static_cast<int>(src);
+      totals.dst_rank = static_cast<int>(dst);
+      totals.dispatch_bytes = static_cast<uint64_t>(std::max<int64_t>(0, t.dispatch_bytes[dst]));
+      totals.combine_bytes = static_cast<uint64_t>(std::max<int64_t>(0, t.combine_bytes[dst]));
+      totals.dispatch_seconds = t.dispatch_seconds;
+      totals.combine_seconds = t.combine_seconds;
+      RETURN_IF_ERROR(serving_->ObserveLinkTotals(totals));
+    }
+  }
+  return OkStatus();
 }
 
 Status ServingMetrics::SetExpertLoads(const std::vector<std::vector<double>>& loads,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "coordinator/control/protocol.h"
 #include "coordinator/metrics/metrics.h"
 #include "coordinator/metrics/serving_metrics.h"
 
@@ -31,6 +32,14 @@ class ServingMetrics {
   void OnInterToken(double seconds);
   // Current numbers of running (holding KV cache on a worker) and waiting requests.
   void SetQueue(int64_t running, int64_t waiting);
+  // KV positions cached over all workers and their summed budgets:
+  // switchyard:kv_cache_usage_perc = used / capacity (0 when capacity is 0).
+  void SetKvCache(int64_t used_tokens, int64_t capacity_tokens);
+  // The workers' cumulative link traffic, [source rank] (StepOutcome::link_traffic): feeds
+  // switchyard:{dispatch,combine}_{bytes,seconds}_total{link="src->dst"} for every src != dst
+  // with the growth since the previous call (the seconds of a collective count for each of its
+  // links). Errors: the registry's (negative values), naming the link.
+  Status ObserveLinkTraffic(const std::vector<LinkTrafficTotals>& by_source_rank);
   // Expert loads of the coordinator's sliding window, [MoE layer][expert], with the model layer
   // number of each row: switchyard:expert_load{layer,expert} and
   // switchyard:expert_balancedness{layer} (max/mean). Errors: the registry's (bad sizes/values).

@@ -18,8 +18,13 @@ namespace {
 // returned as the scale with all codes 0, so the products stay NaN as FP32 ones would).
 float ScaleOf(const float* x, int n, float* inv) {
   float amax = 0.0f;
-  for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
-  if (std::isnan(amax) || std::isinf(amax)) {
+  bool finite = true;  // std::max skips a NaN, so it is looked for separately
+  for (int i = 0; i < n; ++i) {
+    const float a = std::fabs(x[i]);
+    finite = finite && a <= FLT_MAX;
+    amax = std::max(amax, a);
+  }
+  if (!finite) {
     *inv = 0.0f;
     return std::numeric_limits<float>::quiet_NaN();
   }
@@ -158,9 +163,14 @@ void ResizeActs(int64_t m, const Fp4Weight& w, Fp4Activations act, PreparedActs*
   Int8Acts& a = out->q;
   a.m = m;
   a.groups = (w.padded_cols + 63) / 64;
+  a.pairs = (a.groups + 1) / 2;
   a.nblocks = w.padded_cols / Fp4BlockSize(w.format);
-  a.q.resize(m * a.groups * 64);
+  a.q.resize(m * a.pairs * 128);
   a.scale.resize(m * a.nblocks);
+  if (HasAvx2()) {
+    a.lane_scale.resize(m * a.pairs * 8);
+    a.lane_offset.resize(m * a.pairs * 8);
+  }
 }
 
 void PrepareTokens(const float* x, int64_t ldx, int64_t t0, int64_t t1, const Fp4Weight& w,
@@ -194,9 +204,9 @@ void PrepareTokens(const float* x, int64_t ldx, int64_t t0, int64_t t1, const Fp
   Int8Acts& a = out->q;
   int8_t codes[32];
   for (int64_t t = t0; t < t1; ++t) {
-    int8_t* q = a.q.data() + t * a.groups * 64;
+    int8_t* q = a.q.data() + t * a.pairs * 128;
     float* scale = a.scale.data() + t * nblocks;
-    std::memset(q, 0, a.groups * 64);
+    std::memset(q, 0, a.pairs * 128);
     int64_t b = 0;
     if (HasAvx2()) {  // whole groups vectorised, the rest below
       for (int64_t g = 0; (g + 1) * 64 <= cols; ++g) {
@@ -210,6 +220,17 @@ void PrepareTokens(const float* x, int64_t ldx, int64_t t0, int64_t t1, const Fp
       for (int i = 0; i < n; ++i) {
         const int64_t c = b * block + i;
         q[c / 64 * 64 + LayoutIndex(static_cast<int>(c % 64))] = codes[i];
+      }
+    }
+    if (HasAvx2()) {  // the AVX2 kernel's per-lane terms (fp4_internal.h)
+      float* lane_scale = a.lane_scale.data() + t * a.pairs * 8;
+      int32_t* lane_offset = a.lane_offset.data() + t * a.pairs * 8;
+      for (int64_t p = 0; p < a.pairs; ++p) {
+        Int8LaneOffsets(q + p * 128, lane_offset + p * 8);
+        for (int lane = 0; lane < 8; ++lane) {
+          const int64_t blk = Int8LaneBlock(w.format, p, lane);
+          lane_scale[p * 8 + lane] = blk < nblocks ? scale[blk] : 0.0f;
+        }
       }
     }
   }

@@ -1,5 +1,7 @@
 #include "kernels/cpu/fp4_grouped.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <string>
 #include <utility>
@@ -16,6 +18,9 @@ struct Fp4GroupedWorkspace::Impl {
   std::vector<float> h, u;            // [rows, inter] per expert at h_offset
   std::vector<int64_t> h_offset;
   std::vector<std::pair<int64_t, int64_t>> prep_items, up_items, down_items;
+  // Per OpenMP thread (grow-only): the panel path's packed weights and partial results, ~1 MB
+  // each, kept across calls so that no call pays for fresh pages.
+  std::vector<std::vector<float>> scratch;
 };
 
 Fp4GroupedWorkspace::Fp4GroupedWorkspace() : impl_(std::make_unique<Impl>()) {}
@@ -23,7 +28,7 @@ Fp4GroupedWorkspace::~Fp4GroupedWorkspace() = default;
 
 namespace {
 
-constexpr int64_t kPrepTokens = 16;  // tokens per activation-preparation item
+constexpr int64_t kPrepTokens = 16;  // tokens per activation-preparation item (one panel block)
 
 Status Validate(const std::vector<Fp4ExpertMlp>& experts, const std::vector<int64_t>& offsets,
                 int64_t hidden) {
@@ -101,15 +106,17 @@ Status Fp4GroupedMlp(const std::vector<Fp4ExpertMlp>& experts, const std::vector
   const int64_t prep = static_cast<int64_t>(ws.prep_items.size());
   const int64_t ups = static_cast<int64_t>(ws.up_items.size());
   const int64_t downs = static_cast<int64_t>(ws.down_items.size());
+  const size_t threads = static_cast<size_t>(omp_get_max_threads());
+  if (ws.scratch.size() < threads) ws.scratch.resize(threads);
 #pragma omp parallel
   {
-    std::vector<float> scratch;
+    std::vector<float>& scratch = ws.scratch[omp_get_thread_num()];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < prep; ++i) {
       const auto [e, t0] = ws.prep_items[i];
       const int64_t m = offsets[e + 1] - offsets[e];
-      fp4_internal::PrepareTokens(x + offsets[e] * hidden, hidden, t0,
-                                  std::min(m, t0 + kPrepTokens), *experts[e].gate, &ws.in[e]);
+      fp4_internal::PreparePanelTokens(x + offsets[e] * hidden, hidden, t0,
+                                       std::min(m, t0 + kPrepTokens), *experts[e].gate, &ws.in[e]);
     }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < ups; ++i) {
@@ -119,6 +126,11 @@ Status Fp4GroupedMlp(const std::vector<Fp4ExpertMlp>& experts, const std::vector
       const int64_t r1 = std::min(inter, r0 + RowsPerItem(ws.in[e]));
       float* h = ws.h.data() + ws.h_offset[e];
       float* u = ws.u.data() + ws.h_offset[e];
+      if (ws.in[e].panel) {  // SwiGLU fused into the panel's write of h
+        fp4_internal::PanelRowsSwiGlu(ws.in[e].xf.data(), m, *mlp.gate, *mlp.up, r0, r1, h, inter,
+                                      &scratch);
+        continue;
+      }
       fp4_internal::ComputeRowsPair(ws.in[e], *mlp.gate, *mlp.up, r0, r1, h, u, inter, &scratch);
       for (int64_t t = 0; t < m; ++t) {
         SiluMul(h + t * inter + r0, u + t * inter + r0, r1 - r0, h + t * inter + r0);
@@ -128,8 +140,8 @@ Status Fp4GroupedMlp(const std::vector<Fp4ExpertMlp>& experts, const std::vector
     for (int64_t i = 0; i < prep; ++i) {
       const auto [e, t0] = ws.prep_items[i];
       const int64_t m = offsets[e + 1] - offsets[e], inter = experts[e].gate->rows;
-      fp4_internal::PrepareTokens(ws.h.data() + ws.h_offset[e], inter, t0,
-                                  std::min(m, t0 + kPrepTokens), *experts[e].down, &ws.mid[e]);
+      fp4_internal::PreparePanelTokens(ws.h.data() + ws.h_offset[e], inter, t0,
+                                       std::min(m, t0 + kPrepTokens), *experts[e].down, &ws.mid[e]);
     }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < downs; ++i) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -43,9 +44,18 @@ void ComputeNodePlace() {
   g_node_place = place;
 }
 
-// A set of outstanding requests, each tied to a peer, polled together until a deadline.
+// Text of an operation for error messages, built only when an error is reported (the hot path
+// of a collective allocates nothing: small lambdas fit std::function's local storage).
+using OpText = std::function<std::string()>;
+
+// A set of outstanding requests, each tied to a peer, polled together until a deadline. Reusable:
+// Reset() keeps the capacity, so a collective that reuses one set allocates nothing.
 class RequestSet {
  public:
+  void Reset() {
+    requests_.clear();
+    infos_.clear();
+  }
   void AddRecv(MPI_Request request, int peer, int64_t expected) {
     requests_.push_back(request);
     infos_.push_back({peer, true, expected});
@@ -58,24 +68,26 @@ class RequestSet {
   // Polls until every request completes or `deadline` passes. Receives that complete with fewer
   // bytes than expected are reported as InvalidArgument naming the peer; *received gets the byte
   // count of the last completed receive (for point-to-point Recv).
-  Status Wait(const std::string& op, int rank, Deadline deadline,
-              TransportClock::time_point started, int64_t* received = nullptr) {
+  Status Wait(const OpText& op, int rank, Deadline deadline, TransportClock::time_point started,
+              int64_t* received = nullptr) {
     const int n = static_cast<int>(requests_.size());
-    const std::string where = op + " on rank " + std::to_string(rank);
-    std::vector<int> indices(n);
-    std::vector<MPI_Status> statuses(n);
+    const OpText where = [&op, rank] { return op() + " on rank " + std::to_string(rank); };
+    indices_.resize(n);
+    statuses_.resize(n);
+    int* indices = indices_.data();
+    MPI_Status* statuses = statuses_.data();
     Status first_error;
     int remaining = n;
     int idle_polls = 0;
     TransportClock::time_point idle_since{};
     while (remaining > 0) {
       int done = 0;
-      int rc = MPI_Testsome(n, requests_.data(), &done, indices.data(), statuses.data());
+      int rc = MPI_Testsome(n, requests_.data(), &done, indices, statuses);
       if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) {
         std::vector<int> peers = PendingPeers();
         Abandon();
         return MpiCodeToStatus(rc,
-                               where + " (peers " + transport_internal::FormatRanks(peers) + ")");
+                               where() + " (peers " + transport_internal::FormatRanks(peers) + ")");
       }
       if (done == MPI_UNDEFINED) break;  // every request is MPI_REQUEST_NULL
       for (int i = 0; i < done; ++i) {
@@ -90,7 +102,7 @@ class RequestSet {
         // A receive can still match while it is being cancelled: then nothing was lost and the
         // call may succeed after all.
         if (Abandon(where, received, &first_error)) return first_error;
-        return PeerDeadlineError(op, rank, peers, started, detail);
+        return PeerDeadlineError(op(), rank, peers, started, detail);
       }
       if (done > 0) {
         idle_polls = 0;
@@ -125,18 +137,18 @@ class RequestSet {
   };
 
   // Bookkeeping for request i, completed with `status` and error code `err`.
-  void Complete(int i, const MPI_Status& status, int err, const std::string& where,
-                int64_t* received, Status* first_error) {
+  void Complete(int i, const MPI_Status& status, int err, const OpText& where, int64_t* received,
+                Status* first_error) {
     Info& info = infos_[i];
     info.done = true;
     if (err != MPI_SUCCESS) {
       if (first_error->ok()) {
         *first_error =
-            MpiCodeToStatus(err, where + ": " + (info.is_recv ? "receive from" : "send to") +
+            MpiCodeToStatus(err, where() + ": " + (info.is_recv ? "receive from" : "send to") +
                                      " rank " + std::to_string(info.peer));
         // A collective receive that overflowed: the peer's count disagrees with ours.
         if (info.is_recv && info.expected >= 0 && first_error->code() == StatusCode::kOutOfRange) {
-          *first_error = InvalidArgumentError(where + ": rank " + std::to_string(info.peer) +
+          *first_error = InvalidArgumentError(where() + ": rank " + std::to_string(info.peer) +
                                               " sent more than the expected " +
                                               std::to_string(info.expected) + " bytes");
         }
@@ -148,8 +160,8 @@ class RequestSet {
     MPI_Get_count(&status, MPI_BYTE, &count);
     if (received) *received = count;
     if (info.expected >= 0 && count != info.expected && first_error->ok()) {
-      *first_error = InvalidArgumentError(where + ": rank " + std::to_string(info.peer) + " sent " +
-                                          std::to_string(count) + " bytes, expected " +
+      *first_error = InvalidArgumentError(where() + ": rank " + std::to_string(info.peer) +
+                                          " sent " + std::to_string(count) + " bytes, expected " +
                                           std::to_string(info.expected));
     }
   }
@@ -179,7 +191,7 @@ class RequestSet {
   // Sends cannot be cancelled in Open MPI and are released with MPI_Request_free, which lets them
   // finish in the background if the peer ever catches up. Returns true when nothing was actually
   // left pending (every receive matched instead of being cancelled, and there were no sends).
-  bool Abandon(const std::string& where = {}, int64_t* received = nullptr,
+  bool Abandon(const OpText& where = {}, int64_t* received = nullptr,
                Status* first_error = nullptr) {
     bool all_completed = true;
     for (size_t i = 0; i < requests_.size(); ++i) {
@@ -214,6 +226,8 @@ class RequestSet {
 
   std::vector<MPI_Request> requests_;
   std::vector<Info> infos_;
+  std::vector<int> indices_;  // Wait's MPI_Testsome outputs
+  std::vector<MPI_Status> statuses_;
 };
 
 class MpiTransport final : public transport_internal::PairwiseExchangeTransport {
@@ -251,7 +265,7 @@ class MpiTransport final : public transport_internal::PairwiseExchangeTransport 
         MPI_Isend(data.data(), static_cast<int>(data.size()), MPI_BYTE, peer, tag, p2p_, &request),
         op + " on rank " + std::to_string(rank_) + " to rank " + std::to_string(peer)));
     requests.AddSend(request, peer);
-    return requests.Wait(op, rank_, deadline, started);
+    return requests.Wait([&op] { return op; }, rank_, deadline, started);
   }
 
   StatusOr<int64_t> Recv(int peer, int tag, std::span<std::byte> data, Deadline deadline) override {
@@ -266,7 +280,7 @@ class MpiTransport final : public transport_internal::PairwiseExchangeTransport 
         op + " on rank " + std::to_string(rank_) + " from rank " + std::to_string(peer)));
     requests.AddRecv(request, peer, -1);
     int64_t received = 0;
-    RETURN_IF_ERROR(requests.Wait(op, rank_, deadline, started, &received));
+    RETURN_IF_ERROR(requests.Wait([&op] { return op; }, rank_, deadline, started, &received));
     return received;
   }
 
@@ -279,19 +293,21 @@ class MpiTransport final : public transport_internal::PairwiseExchangeTransport 
                   std::span<const int64_t> recv_offsets, Deadline deadline) override {
     const uint64_t seq = next_seq_++;
     const int tag = static_cast<int>(seq % (static_cast<uint64_t>(tag_limit_) + 1));
-    const std::string op = std::string(what) + " #" + std::to_string(seq);
-    const std::string where = op + " on rank " + std::to_string(rank_);
+    // Error texts are built on error paths only (no allocation per call).
+    const OpText op = [what, seq] { return std::string(what) + " #" + std::to_string(seq); };
+    auto where = [&op, this] { return op() + " on rank " + std::to_string(rank_); };
     const auto started = TransportClock::now();
     Status mismatch;
     if (send_counts[rank_] != recv_counts[rank_]) {
-      mismatch = InvalidArgumentError(where + ": sends " + std::to_string(send_counts[rank_]) +
+      mismatch = InvalidArgumentError(where() + ": sends " + std::to_string(send_counts[rank_]) +
                                       " bytes to itself but expects " +
                                       std::to_string(recv_counts[rank_]));
     } else if (send_counts[rank_] > 0) {
       std::memmove(recv.data() + recv_offsets[rank_], send.data() + send_offsets[rank_],
                    send_counts[rank_]);
     }
-    RequestSet requests;
+    RequestSet& requests = exchange_requests_;
+    requests.Reset();
     for (int pass = 0; pass < 2; ++pass) {
       const bool is_recv = pass == 0;
       for (int i = 1; i < size_; ++i) {
@@ -314,7 +330,7 @@ class MpiTransport final : public transport_internal::PairwiseExchangeTransport 
           if (rc != MPI_SUCCESS) {
             requests.AbandonAll();  // what was already posted
             return MpiCodeToStatus(
-                rc, where + (is_recv ? ": MPI_Irecv from rank " : ": MPI_Isend to rank ") +
+                rc, where() + (is_recv ? ": MPI_Irecv from rank " : ": MPI_Isend to rank ") +
                         std::to_string(p));
           }
           if (is_recv) {
@@ -337,6 +353,7 @@ class MpiTransport final : public transport_internal::PairwiseExchangeTransport 
   const int size_;
   const int tag_limit_;
   uint64_t next_seq_ = 0;
+  RequestSet exchange_requests_;  // reused by every collective (one call at a time)
 };
 
 }  // namespace

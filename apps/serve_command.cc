@@ -74,6 +74,7 @@ int RunServeCommand(const RuntimeConfig& runtime) {
   ServingOptions sopts;
   sopts.max_queue = serving.max_queue;
   sopts.max_running = serving.max_running;
+  sopts.stats_interval = std::chrono::seconds(serving.stats_interval_s);
   auto engine = std::make_unique<ServingEngine>(&coord, tokenizer->get(), metrics->get(), sopts);
   OpenAiServerOptions hopts;
   hopts.model_name = model_name;

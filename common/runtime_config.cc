@@ -115,11 +115,13 @@ Status ParseServingYaml(const YAML::Node& node, const std::string& origin, Servi
       RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->worker_failure_grace_ms));
     } else if (key == "shutdown_timeout_ms") {
       RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->shutdown_timeout_ms));
+    } else if (key == "stats_interval_s") {
+      RETURN_IF_ERROR(ReadScalar(v, full, origin, kInt, &c->stats_interval_s));
     } else {
       return InvalidArgumentError(
           origin + ": unknown key '" + full +
           "' (known: host, port, served_model_name, max_queue, max_running, request_timeout_s, "
-          "exit_on_worker_failure, worker_failure_grace_ms, shutdown_timeout_ms)");
+          "exit_on_worker_failure, worker_failure_grace_ms, shutdown_timeout_ms, stats_interval_s)");
     }
   }
   return OkStatus();
@@ -238,6 +240,9 @@ Status ValidateServingConfig(const ServingConfig& c) {
                                {"shutdown_timeout_ms", c.shutdown_timeout_ms}}) {
     if (v < 1) return bad(key, ">= 1", std::to_string(v));
   }
+  if (c.stats_interval_s < 0) {
+    return bad("stats_interval_s", ">= 0 (0: off)", std::to_string(c.stats_interval_s));
+  }
   return OkStatus();
 }
 
@@ -333,7 +338,8 @@ std::string RuntimeConfigToYaml(const RuntimeConfig& config) {
         << "  request_timeout_s: " << s.request_timeout_s << "\n"
         << "  exit_on_worker_failure: " << (s.exit_on_worker_failure ? "true" : "false") << "\n"
         << "  worker_failure_grace_ms: " << s.worker_failure_grace_ms << "\n"
-        << "  shutdown_timeout_ms: " << s.shutdown_timeout_ms << "\n";
+        << "  shutdown_timeout_ms: " << s.shutdown_timeout_ms << "\n"
+        << "  stats_interval_s: " << s.stats_interval_s << "\n";
   }
   return out.str();
 }

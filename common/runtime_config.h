@@ -46,6 +46,7 @@ struct ServingConfig {
   bool exit_on_worker_failure = true;      // false: keep answering 503 until a signal
   int64_t worker_failure_grace_ms = 5000;  // after a worker failure: /ready 503, then exit 1
   int64_t shutdown_timeout_ms = 20000;     // bound of a clean shutdown (and a signalled worker)
+  int64_t stats_interval_s = 10;           // periodic stats log line; 0: off
 };
 
 struct RuntimeConfig {

@@ -38,7 +38,7 @@ TEST(ServingConfig, EveryKey) {
                            "serving:\n  host: 0.0.0.0\n  port: 0\n  served_model_name: m1\n"
                            "  max_queue: 7\n  max_running: 3\n  request_timeout_s: 9\n"
                            "  exit_on_worker_failure: false\n  worker_failure_grace_ms: 11\n"
-                           "  shutdown_timeout_ms: 12\n";
+                           "  shutdown_timeout_ms: 12\n  stats_interval_s: 0\n";
   Status s = ParseRuntimeConfigYaml(text, "t.yaml", &config);
   ASSERT_TRUE(s.ok()) << s.message();
   const ServingConfig& c = config.serving;
@@ -52,6 +52,7 @@ TEST(ServingConfig, EveryKey) {
   EXPECT_FALSE(c.exit_on_worker_failure);
   EXPECT_EQ(c.worker_failure_grace_ms, 11);
   EXPECT_EQ(c.shutdown_timeout_ms, 12);
+  EXPECT_EQ(c.stats_interval_s, 0);
   // The printed configuration reads back to the same values.
   RuntimeConfig again;
   s = ParseRuntimeConfigYaml(RuntimeConfigToYaml(config), "printed", &again);
@@ -59,6 +60,7 @@ TEST(ServingConfig, EveryKey) {
   EXPECT_EQ(again.serving.served_model_name, "m1");
   EXPECT_EQ(again.serving.max_running, 3);
   EXPECT_FALSE(again.serving.exit_on_worker_failure);
+  EXPECT_EQ(again.serving.stats_interval_s, 0);
 }
 
 TEST(ServingConfig, ErrorsNameTheKeyAndFile) {
@@ -74,6 +76,7 @@ TEST(ServingConfig, ErrorsNameTheKeyAndFile) {
       {"serving:\n  host: ''\n", "serving.host must be an address"},
       {"serving:\n  exit_on_worker_failure: maybe\n", "'serving.exit_on_worker_failure' must be"},
       {"serving:\n  shutdown_timeout_ms: 0\n", "serving.shutdown_timeout_ms must be >= 1"},
+      {"serving:\n  stats_interval_s: -1\n", "serving.stats_interval_s must be >= 0 (0: off)"},
       {"serving: 5\n", "key 'serving' must be a mapping"},
   };
   for (const Case& c : cases) {

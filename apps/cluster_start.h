@@ -26,7 +26,8 @@ class StartedCluster {
   //   cluster.coordinator_address:port is broadcast over MPI (port 0 = any free port), and for
   //   transport mpi this process joins the workers' communicator split. Without a launcher,
   //   cluster.control_port must be set and workers connect by hand.
-  // Blocking: bounded by cluster.register_timeout_ms (plus 60 s for the MPI broadcast).
+  // Blocking: bounded by twice cluster.register_timeout_ms (the workers connecting, then
+  // registering and loading: each phase has its own deadline) plus 60 s for the MPI broadcast.
   // Errors: InvalidArgument for a launch that does not match the config (naming key or rank);
   // Unavailable/DeadlineExceeded for workers that did not connect (how many did); the
   // coordinator's Start errors (bad model or plan, a worker failing to load, named).

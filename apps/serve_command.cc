@@ -1,5 +1,6 @@
 #include "apps/serve_command.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -78,7 +79,10 @@ int RunServeCommand(const RuntimeConfig& runtime) {
   auto engine = std::make_unique<ServingEngine>(&coord, tokenizer->get(), metrics->get(), sopts);
   OpenAiServerOptions hopts;
   hopts.model_name = model_name;
-  hopts.max_seq_len = runtime.max_seq_len;
+  // A request must fit both max_seq_len and one worker's KV budget: the smaller is its context
+  // (so chat requests without max_tokens, which default to the room left, are not refused when
+  // cluster.kv_cache_tokens < max_seq_len, and the 400 names the real limit).
+  hopts.max_seq_len = std::min(runtime.max_seq_len, coord.kv_cache_tokens());
   hopts.request_timeout = std::chrono::seconds(serving.request_timeout_s);
   hopts.http.host = serving.host;
   hopts.http.port = serving.port;

@@ -2,7 +2,7 @@
 // same bytes, measured in the same run.
 //   mpirun -np 4 build/bin/bench_a2a [--backend mpi|ucx] [--tokens 1,16,128,1024,4096]
 //       [--hidden 2048,7168] [--dtype bf16,fp8,f32] [--integrity off,on] [--input f32,bf16]
-//       [--output f32,bf16] [--rows own,caller] [--topk 8]
+//       [--output f32,bf16] [--rows own,caller] [--first-cap 67108864,65536] [--topk 8]
 //       [--experts 64] [--reps N] [--warmup N] [--seed N] [--json]
 //   build/bin/bench_a2a --backend local --ranks 4 ...       (ranks as threads; no raw baseline)
 // Per case (tokens per rank, hidden, dispatch dtype, integrity): every rank routes its tokens top-k
@@ -19,6 +19,9 @@
 //         combine's output rounded to BF16 (the CombineBf16 overload DeepEP's combine matches).
 //         --rows caller (with --input bf16): the expert rows in the bench's own buffer instead,
 //         which CombineBf16 copies into its send buffer (the behaviour before Bf16CombineRows).
+//         --first-cap B1,B2: DispatcherOptions::max_first_exchange_bytes per variant (default
+//         64 MiB: steady traffic takes one exchange; 65536: large dispatches take two, the
+//         behaviour before AllToAllVBounded, minus the eager padding); each case runs them in turn.
 //   raw:  MPI_Alltoallv of exactly the dispatcher's message bytes per peer (header and body, as
 //         DispatchMessageBytes says; nothing to itself, as the dispatcher), then MPI_Alltoallv of
 //         the combine bytes per peer. Only for backends run under mpirun (mpi, ucx).
@@ -31,8 +34,8 @@
 // ours/raw/transport after a warm-up; reported: the median (and best) over the reps. Bandwidth
 // counts the bytes a rank sends to other ranks (dispatch + combine, mean over ranks) per second;
 // ratio = raw time / our time. One JSON line per case on rank 0; dispatch_bytes_per_peer shows
-// what FP8 saves against BF16, transport_bytes what the dispatcher actually handed over (with its
-// eager padding).
+// what FP8 saves against BF16, transport_bytes what the dispatcher actually handed over (no
+// padding since AllToAllVBounded: equal to the payload).
 #include <mpi.h>
 
 #include <algorithm>
@@ -113,6 +116,8 @@ struct Options {
   // With BF16 input: the expert rows written into the dispatcher's Bf16CombineRows() (sent in
   // place) or into the bench's own buffer (CombineBf16 packs them: the behaviour before).
   std::vector<bool> own_rows = {true};
+  // DispatcherOptions::max_first_exchange_bytes variants (A/B in one run).
+  std::vector<int64_t> first_caps = {int64_t{64} << 20};
   int32_t topk = 8;
   int32_t experts = 64;
   int reps = 0;  // 0: chosen per case from the warm-up time
@@ -171,6 +176,8 @@ bool ParseArgs(int argc, char** argv, Options* o) {
       auto kind = ParseTransportKind(argv[++i]);
       if (!kind.ok() || *kind == TransportKind::kNccl) return false;
       o->backend = *kind;
+    } else if (arg == "--first-cap" && has_value) {
+      if (!ParseList(argv[++i], &o->first_caps)) return false;
     } else if (arg == "--tokens" && has_value) {
       if (!ParseList(argv[++i], &o->tokens)) return false;
     } else if (arg == "--hidden" && has_value) {
@@ -287,7 +294,7 @@ struct CaseResult {
   double dispatch_bytes_per_peer = 0;  // dispatcher messages, mean over (rank, other rank) pairs
   double combine_bytes_per_peer = 0;
   double bytes_per_rank = 0;            // sent to other ranks, dispatch + combine, mean over ranks
-  double transport_bytes_per_rank = 0;  // what the dispatcher handed over (eager padding included)
+  double transport_bytes_per_rank = 0;  // what the dispatcher handed over (= payload)
   int exchanges = 0;                    // the dispatch's AllToAllV calls (1 or 2), max over ranks
   // Median / best over reps (slowest rank per rep), seconds; raw < 0: not measured.
   double ours = 0, ours_best = 0, ours_dispatch = 0, ours_combine = 0;
@@ -314,7 +321,8 @@ std::vector<int64_t> Offsets(const std::vector<int64_t>& counts) {
 }
 
 CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens, int64_t hidden,
-                   PayloadDtype dtype, bool integrity, bool bf16_in, bool bf16_out, bool own_rows) {
+                   PayloadDtype dtype, bool integrity, bool bf16_in, bool bf16_out, bool own_rows,
+                   int64_t first_cap) {
   const int world = t.world_size(), me = t.rank();
   const PayloadDtype combine_dtype =
       dtype == PayloadDtype::kF32 ? PayloadDtype::kF32 : PayloadDtype::kBF16;
@@ -353,7 +361,8 @@ CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens
   }
   std::vector<std::byte> buf_a(std::max<int64_t>(a, 1)), buf_b(std::max<int64_t>(b, 1));
 
-  Dispatcher dispatcher(DispatcherOptions{.integrity = integrity});
+  Dispatcher dispatcher(
+      DispatcherOptions{.integrity = integrity, .max_first_exchange_bytes = first_cap});
   ReceivedTokens received;
   std::vector<uint16_t> xb(bf16_in ? x.size() : 0), out_bf16(bf16_out ? out.size() : 0),
       caller_rows;
@@ -414,7 +423,7 @@ CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens
     split[0] = Now() - t0;
   };
 
-  // Warm-up (buffers grow, pages fault in, connections open, the eager size settles), then a
+  // Warm-up (buffers grow, pages fault in, connections open, the bound E settles), then a
   // sanity check: out[t] = Σ over t's destination ranks of x[t] rounded to the transit formats.
   double rep[4] = {0, 0, 0, 0}, warm_time = 0;
   for (int i = 0; i < std::max(1, o.warmup); ++i) {
@@ -504,7 +513,8 @@ CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens
 }
 
 void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, PayloadDtype dtype,
-               bool integrity, bool bf16_in, bool bf16_out, bool own_rows, const CaseResult& r) {
+               bool integrity, bool bf16_in, bool bf16_out, bool own_rows, int64_t first_cap,
+               const CaseResult& r) {
   const double ours_gbs = r.bytes_per_rank / r.ours / 1e9;
   char raw[160] = "\"raw_us\": null, \"raw_best_us\": null, \"raw_GBps\": null, \"ratio\": null";
   if (r.raw > 0) {
@@ -519,7 +529,7 @@ void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, Payl
       "{\"bench\": \"a2a_dispatch_combine\", \"backend\": \"%s\", \"ranks\": %d, "
       "\"tokens_per_rank\": %lld, \"hidden\": %lld, \"topk\": %d, \"dtype\": \"%s\", "
       "\"combine_dtype\": \"%s\", \"input\": \"%s\", \"output\": \"%s\", \"rows\": \"%s\", "
-      "\"integrity\": %s, "
+      "\"integrity\": %s, \"first_cap\": %lld, "
       "\"dispatch_bytes_per_peer\": %.0f, "
       "\"combine_bytes_per_peer\": %.0f, \"bytes_per_rank\": %.0f, \"transport_bytes_per_rank\": "
       "%.0f, \"dispatch_exchanges\": %d, \"reps\": %d, \"ours_us\": %.1f, \"ours_best_us\": %.1f, "
@@ -529,9 +539,9 @@ void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, Payl
       static_cast<long long>(hidden), o.topk, PayloadDtypeName(dtype),
       dtype == PayloadDtype::kF32 ? "f32" : "bf16", bf16_in ? "bf16" : "f32",
       bf16_out ? "bf16" : "f32", bf16_in ? (own_rows ? "own" : "caller") : "-",
-      integrity ? "true" : "false", r.dispatch_bytes_per_peer, r.combine_bytes_per_peer,
-      r.bytes_per_rank, r.transport_bytes_per_rank, r.exchanges, r.reps, r.ours * 1e6,
-      r.ours_best * 1e6, r.ours_dispatch * 1e6, r.ours_combine * 1e6, ours_gbs, raw,
+      integrity ? "true" : "false", static_cast<long long>(first_cap), r.dispatch_bytes_per_peer,
+      r.combine_bytes_per_peer, r.bytes_per_rank, r.transport_bytes_per_rank, r.exchanges, r.reps,
+      r.ours * 1e6, r.ours_best * 1e6, r.ours_dispatch * 1e6, r.ours_combine * 1e6, ours_gbs, raw,
       r.transport * 1e6, transport_ratio, r.transport / r.ours);
   std::fflush(stdout);
 }
@@ -561,11 +571,13 @@ void RunAll(Transport& t, MPI_Comm comm, const Options& o) {
               if (bf16_out && !bf16_in) continue;  // BF16 out: the BF16 path only
               for (bool own_rows : o.own_rows) {
                 if (!own_rows && !bf16_in) continue;  // caller rows: the BF16 path only
-                const CaseResult r = RunCase(t, comm, o, tokens, hidden, dtype, integrity, bf16_in,
-                                             bf16_out, own_rows);
-                if (t.rank() == 0) {
-                  PrintCase(o, world, tokens, hidden, dtype, integrity, bf16_in, bf16_out, own_rows,
-                            r);
+                for (int64_t cap : o.first_caps) {
+                  const CaseResult r = RunCase(t, comm, o, tokens, hidden, dtype, integrity,
+                                               bf16_in, bf16_out, own_rows, cap);
+                  if (t.rank() == 0) {
+                    PrintCase(o, world, tokens, hidden, dtype, integrity, bf16_in, bf16_out,
+                              own_rows, cap, r);
+                  }
                 }
               }
             }
@@ -585,7 +597,7 @@ int main(int argc, char** argv) {
                  "usage: bench_a2a [--backend mpi|ucx|local] [--ranks N (local)] "
                  "[--tokens 1,16,128,1024,4096] [--hidden 2048,7168] [--dtype bf16,fp8,f32] "
                  "[--integrity off,on] [--input f32,bf16] [--output f32,bf16] [--rows own,caller] "
-                 "[--topk 8] "
+                 "[--first-cap 67108864,65536] [--topk 8] "
                  "[--experts 64] [--reps N] [--warmup N] "
                  "[--seed N] [--json]\n  (mpi, ucx: run under mpirun)\n");
     return 2;

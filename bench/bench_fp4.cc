@@ -1,6 +1,7 @@
 // bench_fp4: CPU FP4-weight GEMM against this machine's limits, measured in the same run.
-//   bench_fp4 [--format nvfp4|mxfp4] [--act int8|f32] [--json] [--quick | --prefill]
-// --prefill runs only the 512-token grouped cases (the panel path).
+//   bench_fp4 [--format nvfp4|mxfp4] [--act int8|f32] [--json] [--quick | --prefill | --decode]
+// --decode runs only the three one-token decode cases.
+// --prefill runs only the grouped cases of the panel path (64 and 512 tokens per expert).
 // Baselines: streaming read bandwidth of all threads (bench_util.h), the FP32 FMA peak of all
 // threads (register-only FMA chains), OpenBLAS sgemm on the same shape with FP32 weights. Stream
 // and peak are measured at start-up and again before each case; ratios use the best so far.
@@ -281,7 +282,7 @@ void Grouped(Context& ctx, const GroupedCase& c) {
 int main(int argc, char** argv) {
   PreferPassiveOpenMpWait(argv);
   Context ctx{cpu::Fp4Format::kNvFp4, cpu::DefaultFp4Activations(), 0, 0, false};
-  bool quick = false, prefill = false;
+  bool quick = false, prefill = false, decode = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--format" && i + 1 < argc) {
@@ -300,10 +301,12 @@ int main(int argc, char** argv) {
       quick = true;
     } else if (arg == "--prefill") {
       prefill = true;
+    } else if (arg == "--decode") {
+      decode = true;
     } else {
       std::fprintf(stderr,
                    "usage: bench_fp4 [--format nvfp4|mxfp4] [--act int8|f32] [--json] "
-                   "[--quick | --prefill]\n");
+                   "[--quick | --prefill | --decode]\n");
       return 2;
     }
   }
@@ -331,9 +334,10 @@ int main(int argc, char** argv) {
       {"qwen3_h2048_i768", 128, 16, 2048, 768, 1}, {"qwen3_h2048_i768", 128, 16, 2048, 768, 8},
       {"qwen3_h2048_i768", 32, 16, 2048, 768, 64}, {"qwen3_h2048_i768", 16, 16, 2048, 768, 512},
   };
+  if (decode) return 0;
   for (const auto& c : cases) {
     if (quick && c.tokens_per_expert == 512 && c.hidden > 4096) continue;
-    if (prefill && c.tokens_per_expert != 512) continue;
+    if (prefill && c.tokens_per_expert < 32) continue;  // the panel path: 64 and 512 tokens
     Grouped(ctx, c);
   }
   return 0;

@@ -247,8 +247,25 @@ std::string FormatLogLine(const LogRecord& r, LogFormat format) {
     AppendJsonEscaped(r.request_id, &line);
     line += '"';
   }
+  line += r.json_fields;
   line += "}\n";
   return line;
+}
+
+void LogMessageWithFields(LogLevel level, const char* subsystem, std::string_view message,
+                          std::string_view json_fields) {
+  LogRecord record;
+  record.time = std::chrono::system_clock::now();
+  record.level = level;
+  record.host = HostName();
+  record.pid = static_cast<int>(getpid());
+  record.rank = g_rank.load();
+  record.subsystem = subsystem;
+  record.message = message;
+  record.request_id = t_request_id;
+  record.json_fields = json_fields;
+  const std::string line = FormatLogLine(record, GetLogFormat());
+  std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
 void LogMessage(LogLevel level, const char* subsystem, const char* fmt, ...) {
@@ -257,18 +274,9 @@ void LogMessage(LogLevel level, const char* subsystem, const char* fmt, ...) {
   va_start(args, fmt);
   std::vsnprintf(body, sizeof(body), fmt, args);
   va_end(args);
-
-  LogRecord record;
-  record.time = std::chrono::system_clock::now();
-  record.level = level;
-  record.host = HostName();
-  record.pid = static_cast<int>(getpid());
-  record.rank = g_rank.load();
-  record.subsystem = subsystem;
-  record.message = body;
-  record.request_id = t_request_id;
-  const std::string line = FormatLogLine(record, GetLogFormat());
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  LogMessageWithFields(level, subsystem, body, {});
 }
+
+const std::string& LogHostName() { return HostName(); }
 
 }  // namespace switchyard

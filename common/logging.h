@@ -66,10 +66,20 @@ struct LogRecord {
   std::string_view subsystem;
   std::string_view message;
   std::string_view request_id;  // empty: none
+  // JSON mode only: extra members, already rendered as `,"key":value...`, appended last (text
+  // mode shows only the message). The caller keeps them valid JSON.
+  std::string_view json_fields;
 };
 // The line (with trailing '\n') LogMessage writes for `record` in `format`. Text mode uses local
 // time, JSON mode UTC. Pure apart from reading the time zone.
 std::string FormatLogLine(const LogRecord& record, LogFormat format);
+
+// LogMessage for a preformatted message with extra JSON members (see LogRecord::json_fields):
+// machine-readable figures in JSON mode, the message alone in text mode. Thread-safe.
+void LogMessageWithFields(LogLevel level, const char* subsystem, std::string_view message,
+                          std::string_view json_fields);
+// This host's name as log lines show it (cached).
+const std::string& LogHostName();
 
 // Appends `text` to `out` as the inside of a JSON string: '"', '\\' and control characters
 // escaped, valid UTF-8 copied, each byte of an invalid sequence replaced by U+FFFD. Pure.

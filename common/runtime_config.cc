@@ -11,6 +11,13 @@
 namespace switchyard {
 namespace {
 
+// Upper bounds that keep the arithmetic on these values inside int64: durations become
+// steady_clock time points in nanoseconds (now + 30 days is far from overflow; 10^10 s is not),
+// KV budgets are summed over up to 65536 workers with prompt + max_tokens added.
+constexpr int64_t kMaxDurationS = 30 * 24 * 3600;
+constexpr int64_t kMaxDurationMs = kMaxDurationS * 1000;
+constexpr int64_t kMaxPositions = int64_t{1} << 40;
+
 template <typename T>
 Status ReadScalar(const YAML::Node& node, const std::string& key, const std::string& origin,
                   const char* type_name, T* out) {
@@ -121,7 +128,8 @@ Status ParseServingYaml(const YAML::Node& node, const std::string& origin, Servi
       return InvalidArgumentError(
           origin + ": unknown key '" + full +
           "' (known: host, port, served_model_name, max_queue, max_running, request_timeout_s, "
-          "exit_on_worker_failure, worker_failure_grace_ms, shutdown_timeout_ms, stats_interval_s)");
+          "exit_on_worker_failure, worker_failure_grace_ms, shutdown_timeout_ms, "
+          "stats_interval_s)");
     }
   }
   return OkStatus();
@@ -213,6 +221,10 @@ Status ValidateRuntimeConfig(const RuntimeConfig& config) {
     return InvalidArgumentError("max_seq_len must be >= 1, got " +
                                 std::to_string(config.max_seq_len));
   }
+  if (config.max_seq_len > kMaxPositions) {
+    return InvalidArgumentError("max_seq_len must be in [1, " + std::to_string(kMaxPositions) +
+                                "], got " + std::to_string(config.max_seq_len));
+  }
   if (config.max_batch_tokens < 1) {
     return InvalidArgumentError("max_batch_tokens must be >= 1, got " +
                                 std::to_string(config.max_batch_tokens));
@@ -234,14 +246,22 @@ Status ValidateServingConfig(const ServingConfig& c) {
   if (c.host.empty()) return bad("host", "an address to listen on", "nothing");
   if (c.port < 0 || c.port > 65535) return bad("port", "in [0, 65535]", std::to_string(c.port));
   for (const auto& [key, v] : {std::pair<const char*, int64_t>{"max_queue", c.max_queue},
-                               {"max_running", c.max_running},
-                               {"request_timeout_s", c.request_timeout_s},
-                               {"worker_failure_grace_ms", c.worker_failure_grace_ms},
-                               {"shutdown_timeout_ms", c.shutdown_timeout_ms}}) {
+                               {"max_running", c.max_running}}) {
     if (v < 1) return bad(key, ">= 1", std::to_string(v));
   }
-  if (c.stats_interval_s < 0) {
-    return bad("stats_interval_s", ">= 0 (0: off)", std::to_string(c.stats_interval_s));
+  const std::string s_range = "[1, " + std::to_string(kMaxDurationS) + "]";
+  const std::string ms_range = "[1, " + std::to_string(kMaxDurationMs) + "]";
+  if (c.request_timeout_s < 1 || c.request_timeout_s > kMaxDurationS) {
+    return bad("request_timeout_s", "in " + s_range, std::to_string(c.request_timeout_s));
+  }
+  for (const auto& [key, v] :
+       {std::pair<const char*, int64_t>{"worker_failure_grace_ms", c.worker_failure_grace_ms},
+        {"shutdown_timeout_ms", c.shutdown_timeout_ms}}) {
+    if (v < 1 || v > kMaxDurationMs) return bad(key, "in " + ms_range, std::to_string(v));
+  }
+  if (c.stats_interval_s < 0 || c.stats_interval_s > kMaxDurationS) {
+    return bad("stats_interval_s", "in [0, " + std::to_string(kMaxDurationS) + "] (0: off)",
+               std::to_string(c.stats_interval_s));
   }
   return OkStatus();
 }
@@ -290,8 +310,21 @@ Status ValidateClusterConfig(const ClusterConfig& c) {
                "above heartbeat_interval_ms (" + std::to_string(c.heartbeat_interval_ms) + ")",
                std::to_string(c.heartbeat_timeout_ms));
   }
+  for (const auto& [key, v] :
+       {std::pair<const char*, int64_t>{"heartbeat_interval_ms", c.heartbeat_interval_ms},
+        {"heartbeat_timeout_ms", c.heartbeat_timeout_ms},
+        {"step_timeout_ms", c.step_timeout_ms},
+        {"register_timeout_ms", c.register_timeout_ms}}) {
+    if (v > kMaxDurationMs) {
+      return bad(key, "in [1, " + std::to_string(kMaxDurationMs) + "]", std::to_string(v));
+    }
+  }
   if (c.kv_cache_tokens < 0) {
     return bad("kv_cache_tokens", ">= 0 (0 = 16 x max_seq_len)", std::to_string(c.kv_cache_tokens));
+  }
+  if (c.kv_cache_tokens > kMaxPositions) {
+    return bad("kv_cache_tokens", "in [0, " + std::to_string(kMaxPositions) + "]",
+               std::to_string(c.kv_cache_tokens));
   }
   return OkStatus();
 }

@@ -19,8 +19,9 @@ class FaultyTransport final : public Transport {
  public:
   explicit FaultyTransport(Transport& inner) : inner_(inner) {}
 
-  // Flips `mask` into byte `offset` of the message this rank sends to `peer` in its AllToAllV
-  // call number `call` (0-based, counted on this object). A region too short is left alone.
+  // Flips `mask` into byte `offset` of the message this rank sends to `peer` in its AllToAllV or
+  // AllToAllVBounded call number `call` (0-based, both counted together on this object). A region
+  // too short is left alone.
   void CorruptOnce(int call, int peer, int64_t offset, uint8_t mask) {
     corrupt_call_ = call;
     corrupt_peer_ = peer;
@@ -47,6 +48,33 @@ class FaultyTransport final : public Transport {
                    std::span<const int64_t> send_offsets, std::span<std::byte> recv,
                    std::span<const int64_t> recv_counts, std::span<const int64_t> recv_offsets,
                    Deadline deadline) override {
+    return inner_.AllToAllV(Outgoing(send, send_counts, send_offsets), send_counts, send_offsets,
+                            recv, recv_counts, recv_offsets, deadline);
+  }
+  // Counted, corrupted and acted on like AllToAllV (the same call numbering).
+  Status AllToAllVBounded(std::span<const std::byte> send, std::span<const int64_t> send_counts,
+                          std::span<const int64_t> send_offsets, std::span<std::byte> recv,
+                          std::span<const int64_t> recv_capacity,
+                          std::span<const int64_t> recv_offsets, std::span<int64_t> recv_sizes,
+                          Deadline deadline) override {
+    return inner_.AllToAllVBounded(Outgoing(send, send_counts, send_offsets), send_counts,
+                                   send_offsets, recv, recv_capacity, recv_offsets, recv_sizes,
+                                   deadline);
+  }
+  Status Send(int peer, int tag, std::span<const std::byte> data, Deadline deadline) override {
+    return inner_.Send(peer, tag, data, deadline);
+  }
+  StatusOr<int64_t> Recv(int peer, int tag, std::span<std::byte> data, Deadline deadline) override {
+    return inner_.Recv(peer, tag, data, deadline);
+  }
+  Status Barrier(Deadline deadline) override { return inner_.Barrier(deadline); }
+
+ private:
+  // One all-to-all call: runs the action, counts, and returns what to send (a corrupted copy of
+  // `send` at the chosen call, else `send` itself).
+  std::span<const std::byte> Outgoing(std::span<const std::byte> send,
+                                      std::span<const int64_t> send_counts,
+                                      std::span<const int64_t> send_offsets) {
     const int call = calls_++;
     if (call == action_call_ && action_) action_();
     for (size_t p = 0; p < send_counts.size(); ++p) {
@@ -58,21 +86,11 @@ class FaultyTransport final : public Transport {
       copy_.assign(send.begin(), send.end());
       copy_[send_offsets[corrupt_peer_] + corrupt_offset_] ^= std::byte{corrupt_mask_};
       corrupted_ = true;
-      return inner_.AllToAllV(copy_, send_counts, send_offsets, recv, recv_counts, recv_offsets,
-                              deadline);
+      return copy_;
     }
-    return inner_.AllToAllV(send, send_counts, send_offsets, recv, recv_counts, recv_offsets,
-                            deadline);
+    return send;
   }
-  Status Send(int peer, int tag, std::span<const std::byte> data, Deadline deadline) override {
-    return inner_.Send(peer, tag, data, deadline);
-  }
-  StatusOr<int64_t> Recv(int peer, int tag, std::span<std::byte> data, Deadline deadline) override {
-    return inner_.Recv(peer, tag, data, deadline);
-  }
-  Status Barrier(Deadline deadline) override { return inner_.Barrier(deadline); }
 
- private:
   Transport& inner_;
   int calls_ = 0;
   int action_call_ = -1;

@@ -613,14 +613,17 @@ void CaseFp8MovesHalfTheBytes(Transport& inner) {
   const double ratio = static_cast<double>(payload[1]) / static_cast<double>(payload[0]);
   EXPECT_GT(ratio, 0.50) << "fp8 " << payload[1] << " bf16 " << payload[0];
   EXPECT_LT(ratio, 0.53) << "fp8 " << payload[1] << " bf16 " << payload[0];
-  // With eager padding (at most one 64 KiB prefix per peer) included.
+  // No padding: the transport moves exactly the payload.
+  EXPECT_EQ(moved[0], payload[0]);
+  EXPECT_EQ(moved[1], payload[1]);
   EXPECT_LT(static_cast<double>(moved[1]) / static_cast<double>(moved[0]), 0.6)
       << "fp8 " << moved[1] << " bf16 " << moved[0];
 }
 
-// The eager size follows the traffic: a first call with messages over the initial 4 KiB takes two
-// exchanges, the same sizes again take one; messages over the 64 KiB cap always take two. Every
-// round is checked against the references.
+// The bound E follows the traffic: a first call with messages over the initial 4 KiB takes two
+// exchanges, the same sizes again take one (also for messages over 64 KiB, the old eager cap);
+// smaller ones after large ones take one. Every round is checked against the references, and the
+// transport is given exactly the payload bytes (no padding).
 void CaseEagerSizeAdapts(Transport& t) {
   // 24 tokens on every rank, routed deterministically over all ranks' experts.
   auto fixed = [&t](int64_t hidden) {
@@ -655,10 +658,24 @@ void CaseEagerSizeAdapts(Transport& t) {
   EXPECT_EQ(st.dispatcher.last_traffic().dispatch_exchanges, 1);
   for (int i = 0; i < 2; ++i) {
     CheckedRound(t, st, large, ReplicaPolicy::kBalance, kBF16, kBF16, "eager large");
-    EXPECT_EQ(st.dispatcher.last_traffic().dispatch_exchanges, many);
+    EXPECT_EQ(st.dispatcher.last_traffic().dispatch_exchanges, i == 0 ? many : 1) << i;
+    EXPECT_EQ(st.dispatcher.last_traffic().dispatch_transport_bytes,
+              st.dispatcher.last_traffic().dispatch_payload_bytes);
   }
   CheckedRound(t, st, small, ReplicaPolicy::kBalance, kF32, kF32, "eager small again");
   EXPECT_EQ(st.dispatcher.last_traffic().dispatch_exchanges, 1);
+  EXPECT_EQ(st.dispatcher.last_traffic().dispatch_transport_bytes,
+            st.dispatcher.last_traffic().dispatch_payload_bytes);
+  // With E capped at 64 KiB, messages over the cap always take two exchanges (still unpadded).
+  DispatcherOptions capped;
+  capped.max_first_exchange_bytes = 64 * 1024;
+  RankState small_slots(capped);
+  for (int i = 0; i < 2; ++i) {
+    CheckedRound(t, small_slots, large, ReplicaPolicy::kBalance, kBF16, kBF16, "capped large");
+    EXPECT_EQ(small_slots.dispatcher.last_traffic().dispatch_exchanges, many) << i;
+    EXPECT_EQ(small_slots.dispatcher.last_traffic().dispatch_transport_bytes,
+              small_slots.dispatcher.last_traffic().dispatch_payload_bytes);
+  }
 }
 
 struct DispatchCase {

@@ -119,6 +119,37 @@ TEST_P(Fp4PanelTest, LongTokenRangesAndFusedSwiGlu) {
   EXPECT_EQ(h, want);
 }
 
+// SwiGLU written straight into the down projection's packed activations (two row items, 32-row
+// aligned; two 512-token passes with a half-filled last token block, and a ragged short run; an
+// Inf activation) equals the token-major SwiGLU followed by PreparePanelTokens, bit for bit.
+TEST_P(Fp4PanelTest, SwiGluPackedIntoDownActivationsEqualsTokenMajorPath) {
+  const Fp4Format format = GetParam();
+  const int64_t hidden = 160, inter = 224;
+  const Fp4Weight gate = Quantized(inter, hidden, format, 31),
+                  up = Quantized(inter, hidden, format, 32);
+  const Fp4Weight down = Quantized(hidden, inter, format, 33);
+  for (auto act : {Fp4Activations::kInt8, Fp4Activations::kF32}) {
+    for (int64_t m : {600, 41}) {
+      auto x = Random(m * hidden, static_cast<uint32_t>(m + 7), 3.0f);
+      x[5 * hidden + 17] = std::numeric_limits<float>::infinity();
+      PreparedActs in, mid, want;
+      fp4_internal::ResizeActs(m, gate, act, &in);
+      fp4_internal::PreparePanelTokens(x.data(), hidden, 0, m, gate, &in);
+      if (!fp4_internal::PanelSwiGluPackable(in, down)) GTEST_SKIP() << "no AVX2/FMA";
+      fp4_internal::ResizeActs(m, down, act, &mid);
+      fp4_internal::ResizeActs(m, down, act, &want);
+      std::vector<float> h(m * inter), scratch;
+      for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, 96}, {96, inter}}) {
+        fp4_internal::PanelRowsSwiGlu(in.xf.data(), m, gate, up, r0, r1, h.data(), inter, &scratch);
+        fp4_internal::PanelRowsSwiGluPacked(in.xf.data(), m, gate, up, r0, r1, down, &mid,
+                                            &scratch);
+      }
+      fp4_internal::PreparePanelTokens(h.data(), inter, 0, m, down, &want);
+      EXPECT_TRUE(SameBits(mid.xf, want.xf)) << Fp4ActivationsName(act) << " m " << m;
+    }
+  }
+}
+
 // The grouped MLP with whole blocks (the register-transposed packing) and ragged token counts
 // equals per-expert products, for 1 and 2 threads.
 TEST_P(Fp4PanelTest, GroupedMlpWithWholeBlocksEqualsPerExpertProducts) {

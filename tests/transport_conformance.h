@@ -80,6 +80,100 @@ inline void CheckedAllToAllV(Transport& t, const CountFn& count, int iter = 0, i
   CheckedAllToAllV(t, count, iter, gap, send, recv);
 }
 
+// One AllToAllVBounded: rank s sends count(s, d, iter) bytes to d, every receive region has
+// capacity `cap` (+ `gap` untouched bytes after it). Checks recv_sizes, the bytes, and the gaps.
+inline void CheckedBounded(Transport& t, const CountFn& count, int64_t cap, int iter, int64_t gap) {
+  const int n = t.world_size();
+  const int me = t.rank();
+  std::vector<int64_t> send_counts(n), send_offsets(n), capacity(n, cap), recv_offsets(n);
+  std::vector<int64_t> sizes(n, -1);
+  int64_t send_total = 0;
+  for (int p = 0; p < n; ++p) {
+    send_counts[p] = count(me, p, iter);
+    ASSERT_LE(send_counts[p], cap) << "test bug";
+    send_offsets[p] = send_total;
+    send_total += send_counts[p];
+    recv_offsets[p] = (cap + gap) * p;
+  }
+  std::vector<std::byte> send(send_total), recv((cap + gap) * n, std::byte{0xEE});
+  for (int p = 0; p < n; ++p) {
+    for (int64_t i = 0; i < send_counts[p]; ++i) {
+      send[send_offsets[p] + i] = PatternByte(me, p, iter, i);
+    }
+  }
+  Status status = t.AllToAllVBounded(send, send_counts, send_offsets, recv, capacity, recv_offsets,
+                                     sizes, OpDeadline());
+  ASSERT_TRUE(status.ok()) << "rank " << me << " round " << iter << ": " << status.ToString();
+  for (int p = 0; p < n; ++p) {
+    ASSERT_EQ(sizes[p], count(p, me, iter)) << "rank " << me << " round " << iter << " from " << p;
+    int64_t bad = 0;
+    for (int64_t i = 0; i < sizes[p]; ++i) {
+      if (recv[recv_offsets[p] + i] != PatternByte(p, me, iter, i)) ++bad;
+    }
+    EXPECT_EQ(bad, 0) << "rank " << me << " round " << iter << ": bytes from rank " << p;
+    for (int64_t i = 0; i < gap; ++i) {
+      EXPECT_EQ(recv[recv_offsets[p] + cap + i], std::byte{0xEE})
+          << "rank " << me << ": gap after the capacity of rank " << p << " was written";
+    }
+  }
+}
+
+// Receive sizes as upper bounds: sizes from 0 to exactly the capacity, small and rendezvous-sized
+// messages, interleaved with exact AllToAllV calls (one collective sequence).
+inline void CaseBoundedReceives(Transport& t) {
+  for (int iter = 0; iter < 6; ++iter) {
+    const int64_t cap = iter % 2 == 0 ? 64 : 150000;
+    CheckedBounded(
+        t,
+        [cap](int s, int d, int it) -> int64_t {
+          const int64_t v = (s * 7 + d * 13 + it * 5) % 4;
+          return v == 0 ? 0 : (v == 1 ? cap : (cap / 3) * v - s - d);
+        },
+        cap, iter, iter % 3);
+    if (::testing::Test::HasFatalFailure()) return;
+    CheckedAllToAllV(
+        t, [](int s, int d, int it) -> int64_t { return 3 + s + d + it; }, iter);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+// A message over the receiver's capacity fails the receiver's call naming the sender; the world
+// stays in step.
+inline void CaseBoundedOverflowNamesPeer(Transport& t) {
+  const int n = t.world_size();
+  const int me = t.rank();
+  std::vector<int64_t> send_counts(n, 8), capacity(n, 16), offsets(n), sizes(n);
+  for (int p = 0; p < n; ++p) offsets[p] = 64 * p;
+  if (me == 1) send_counts[0] = 40;
+  std::vector<std::byte> send(64 * n), recv(64 * n);
+  Status s =
+      t.AllToAllVBounded(send, send_counts, offsets, recv, capacity, offsets, sizes, OpDeadline());
+  if (me == 0) {
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_TRUE(HasText(s, "rank 1 sent")) << s.ToString();
+  } else if (me != 1) {
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  // Wrong arguments are refused before anything is sent.
+  std::vector<int64_t> short_sizes(n + 1), self_over(n, 0), huge(n, 0);
+  self_over[me] = 20;
+  huge[(me + 1) % n] = Transport::kMaxBoundedMessageBytes + 1;
+  std::vector<int64_t> zeros(n, 0);
+  EXPECT_EQ(t.AllToAllVBounded(send, send_counts, offsets, recv, capacity, offsets, short_sizes,
+                               OpDeadline())
+                .code(),
+            StatusCode::kInvalidArgument);
+  s = t.AllToAllVBounded(send, self_over, zeros, recv, capacity, offsets, sizes, OpDeadline());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_TRUE(HasText(s, "itself")) << s.ToString();
+  std::vector<std::byte> none;
+  EXPECT_EQ(t.AllToAllVBounded(none, zeros, zeros, none, huge, zeros, sizes, OpDeadline()).code(),
+            StatusCode::kInvalidArgument);
+  ASSERT_TRUE(t.Barrier(OpDeadline()).ok());
+  CheckedBounded(
+      t, [](int s, int d, int) -> int64_t { return 1 + s + d; }, 32, 0, 1);
+}
+
 inline void CaseIdentity(Transport& t) {
   const int n = t.world_size();
   ASSERT_GE(n, 1);
@@ -365,6 +459,8 @@ inline std::vector<ConformanceCase> ConformanceCases() {
       {"InvalidArgumentsThenBarrier", 1, CaseInvalidArgumentsThenBarrier},
       {"CountMismatchNamesPeer", 2, CaseCountMismatchNamesPeer},
       {"RecvDeadlineNamesPeer", 2, CaseRecvDeadlineNamesPeer},
+      {"BoundedReceives", 1, CaseBoundedReceives},
+      {"BoundedOverflowNamesPeer", 2, CaseBoundedOverflowNamesPeer},
       {"StalledPeerDeadline", 2, CaseStalledPeerDeadline},
   };
 }

@@ -183,11 +183,13 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
   const bool integrity = options_.integrity;
   const auto codec = ToCodec(dtype);
   const int64_t rb = dispatch_codec::RowBytes(codec, hidden);
-  const int64_t eager = eager_bytes_;
+  const int64_t cap = EagerCap(options_.max_first_exchange_bytes);
+  const int64_t eager = std::min(eager_bytes_, cap);
   auto context = [layer] { return "dispatch layer " + std::to_string(layer); };
 
-  // Send side: one slot per peer, max(E, header + body) bytes; nothing for this rank itself.
+  // Send side: one slot per peer, header + body bytes; nothing for this rank itself.
   send_slot_.assign(n, 0);
+  send_msg_.assign(n, 0);
   int64_t my_max = 0, send_total = 0;
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
@@ -196,7 +198,8 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
                               rb, integrity);
     my_max = std::max(my_max, b.total);
     send_slot_[p] = send_total;
-    send_total += std::max(eager, kHeaderBytes + b.total);
+    send_msg_[p] = kHeaderBytes + b.total;
+    send_total += send_msg_[p];
     traffic_.dispatch_payload_bytes += kHeaderBytes + b.total;
   }
   if (static_cast<int64_t>(send_buf_.size()) < send_total) send_buf_.resize(send_total);
@@ -243,14 +246,19 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
     }
   }
 
-  // (1) The eager prefix of every message: E bytes to and from every other rank.
+  // (1) Every message up to E bytes (all of it when it fits, else its first E bytes), received
+  // into slots of E bytes: one exchange with receive sizes bounded by E.
   send_counts_.assign(n, 0);
   send_offsets_.assign(n, 0);
   recv_counts_.assign(n, 0);
   recv_offsets_.assign(n, 0);
+  recv_sizes_.assign(n, 0);
+  int64_t first_moved = 0;
   for (int p = 0, k = 0; p < n; ++p) {
     if (p == me) continue;
-    send_counts_[p] = recv_counts_[p] = eager;
+    send_counts_[p] = std::min(send_msg_[p], eager);
+    first_moved += send_counts_[p];
+    recv_counts_[p] = eager;
     send_offsets_[p] = send_slot_[p];
     recv_offsets_[p] = eager * k++;
   }
@@ -258,11 +266,11 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
   if (static_cast<int64_t>(recv_buf_.size()) < eager_total) recv_buf_.resize(eager_total);
   auto send_span = std::span<const std::byte>(send_buf_.data(), static_cast<size_t>(send_total));
   // (Context strings are built on error paths only: no allocation per call.)
-  Status st = t.AllToAllV(send_span, send_counts_, send_offsets_,
-                          std::span<std::byte>(recv_buf_.data(), eager_total), recv_counts_,
-                          recv_offsets_, deadline);
+  Status st = t.AllToAllVBounded(send_span, send_counts_, send_offsets_,
+                                 std::span<std::byte>(recv_buf_.data(), eager_total), recv_counts_,
+                                 recv_offsets_, recv_sizes_, deadline);
   if (!st.ok()) return st.WithContext(context());
-  traffic_.dispatch_transport_bytes += eager_total;
+  traffic_.dispatch_transport_bytes += first_moved;
   traffic_.dispatch_exchanges = 1;
 
   // Headers. A malformed one gets rows = -1 (reported by the caller) and no remainder.
@@ -272,6 +280,11 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
     int64_t* h = &peer_header_[kHeaderWords * p];
+    if (recv_sizes_[p] < kHeaderBytes) {  // not even a header
+      h[kRows] = -1;
+      h[kBody] = eager - kHeaderBytes;
+      continue;
+    }
     std::memcpy(h, recv_buf_.data() + recv_offsets_[p], kHeaderBytes);
     const bool checked =
         !((h[kDtypeWord] >> 8) & 1) || h[kCheck] == static_cast<int64_t>(HeaderChecksum(h));
@@ -283,7 +296,8 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
         checked && h_rb > 0 && h[kRows] >= 0 && h[kEntries] >= 0 && (h[kDtypeWord] >> 9) == 0 &&
         h[kRows] <= (int64_t{1} << 40) / h_rb && h[kEntries] <= (int64_t{1} << 40) &&
         h[kMaxBody] >= h[kBody] &&
-        h[kBody] == BodyLayout(h[kRows], h[kEntries], h_rb, (h[kDtypeWord] >> 8) & 1).total;
+        h[kBody] == BodyLayout(h[kRows], h[kEntries], h_rb, (h[kDtypeWord] >> 8) & 1).total &&
+        recv_sizes_[p] == std::min(eager, kHeaderBytes + h[kBody]);
     if (!sane) {
       h[kRows] = -1;
       h[kBody] = eager - kHeaderBytes;
@@ -309,14 +323,8 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
     int64_t moved = 0;
     for (int p = 0; p < n; ++p) {
       if (p == me) continue;
-      const int64_t first = layout.rank_prefix[p], last = layout.rank_prefix[p + 1];
-      const int64_t msg =
-          kHeaderBytes + BodyLayout(last - first,
-                                    layout.entry_prefix[last] - layout.entry_prefix[first], rb,
-                                    integrity)
-                             .total;
-      send_counts_[p] = std::max<int64_t>(0, msg - eager);
-      send_offsets_[p] = send_slot_[p] + eager;
+      send_counts_[p] = std::max<int64_t>(0, send_msg_[p] - eager);
+      send_offsets_[p] = send_slot_[p] + std::min(eager, send_msg_[p]);
       recv_counts_[p] =
           std::max<int64_t>(0, kHeaderBytes + peer_header_[kHeaderWords * p + kBody] - eager);
       recv_offsets_[p] = recv_slot_[p] + eager;
@@ -331,7 +339,7 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
   } else {
     for (int p = 0; p < n; ++p) recv_slot_[p] = recv_offsets_[p];
   }
-  eager_bytes_ = NextEagerBytes(max_body);
+  eager_bytes_ = NextEagerBytes(max_body, cap);
   return OkStatus();
 }
 

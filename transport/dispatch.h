@@ -23,11 +23,13 @@
 // rows in the transit format (dispatch_codec.h), per row the sender's token index and entry count
 // (int32 each), the entries' local expert (int32) and weight (float), and in integrity mode one
 // 64-bit checksum per row. The header travels in the same exchange as the payload: the first
-// AllToAllV moves a fixed-size "eager" prefix of every message (the same size E on every rank),
-// and only when some message is longer (every rank learns the largest body from the headers, so
-// all agree) a second AllToAllV moves the remainders. E follows the largest message of the last
-// call (1.25x headroom, 1 KiB granularity, at most 64 KiB; 4 KiB at first), so steady decode
-// traffic takes one exchange; large prefill traffic takes two, the first at most 64 KiB per peer.
+// exchange (Transport::AllToAllVBounded) moves every message up to a bound E (the same on every
+// rank; receive slots of E bytes, each message sent at its actual size, no padding), and only when
+// some message is longer (every rank learns the largest body from the headers, so all agree) a
+// second AllToAllV moves the remainders. E follows the largest message of the last call (1.25x
+// headroom, 1 KiB granularity, at most 64 MiB; 4 KiB at first), so steady traffic, decode or
+// prefill, takes one exchange; a call whose messages outgrow the last call's by more than the
+// headroom takes two.
 // Combine is one AllToAllV (rows, plus a checksum per row in integrity mode) whose sizes both
 // sides know from the dispatch.
 //
@@ -54,8 +56,8 @@
 // transit dtype or layer, or sends malformed entries, is InvalidArgument / DataLoss naming that
 // peer; this rank has then taken part in every exchange, so the world stays in step. After an
 // error, treat the step as failed on every rank (see transport.h, "After an error"); a rank whose
-// call failed also forgets the eager size, so if a late peer's call succeeded, the next call may
-// fail with a count mismatch too before both line up again.
+// call failed also forgets the bound E, so if a late peer's call succeeded, the next call may
+// fail with a count or capacity mismatch too before both line up again.
 #pragma once
 
 #include <cstdint>
@@ -88,7 +90,7 @@ int64_t PayloadRowBytes(PayloadDtype dtype, int64_t hidden);
 int64_t DispatchWireRowOffset(PayloadDtype dtype, int64_t hidden, int64_t row);
 
 // Bytes of the dispatch message this rank (layout's rank `me`) sends to rank `peer` (header and
-// body, without eager padding; 0 for peer == me: nothing is sent to itself), and of the combine
+// body, as sent; 0 for peer == me: nothing is sent to itself), and of the combine
 // message rank `peer` sends back for those rows. For benchmarks that replay the same bytes.
 int64_t DispatchMessageBytes(const DispatchLayout& layout, int me, int peer, int64_t hidden,
                              PayloadDtype dtype, bool integrity);
@@ -97,6 +99,10 @@ int64_t CombineMessageBytes(int64_t rows, int64_t hidden, PayloadDtype dtype, bo
 struct DispatcherOptions {
   // Checksum every row in transit and verify it on receipt (see "Integrity mode" above).
   bool integrity = false;
+  // Cap on the bound E of the first dispatch exchange, bytes per peer (see the wire format);
+  // clamped to [1 KiB, 64 MiB]. Must be the same on every rank. Lower it to trade a second
+  // exchange for smaller receive slots (64 KiB: the behaviour before AllToAllVBounded).
+  int64_t max_first_exchange_bytes = int64_t{64} << 20;
   // Defaults, with SWITCHYARD_INTEGRITY=1|0 (also true|false, on|off) applied when set.
   // Errors: InvalidArgument naming the variable and its value.
   static StatusOr<DispatcherOptions> FromEnv();
@@ -105,9 +111,9 @@ struct DispatcherOptions {
 // What the last Dispatch / Combine handed to the transport for other ranks (bytes sent to itself
 // are not counted: none are sent). For benchmarks and tests.
 struct DispatchTraffic {
-  int64_t dispatch_payload_bytes = 0;    // headers + bodies, without eager padding
-  int64_t dispatch_transport_bytes = 0;  // what the AllToAllV calls were given (with padding)
-  int dispatch_exchanges = 0;            // 1 or 2 AllToAllV calls
+  int64_t dispatch_payload_bytes = 0;    // headers + bodies
+  int64_t dispatch_transport_bytes = 0;  // what the exchanges were given (== payload: no padding)
+  int dispatch_exchanges = 0;            // 1 (AllToAllVBounded) or 2 (+ an AllToAllV)
   int64_t combine_transport_bytes = 0;
 };
 
@@ -174,7 +180,7 @@ class Dispatcher {
   // Collective. Sends row `row` of `layout` (token layout.row_token_idx[row] of `hidden_states`,
   // converted to `dtype`) and its (local expert, weight) entries to its destination rank, and
   // fills `received` (its vectors are resized, reusing their capacity) with what every rank sent
-  // here. One AllToAllV, or two for messages longer than the eager size (see the wire format).
+  // here. One exchange, or two for messages longer than the bound E (see the wire format).
   // layer: >= 0, the MoE layer (the same on every rank; named in integrity reports and checked
   //   against the peers').
   // layout: computed on this rank (ComputeDispatchLayout with my rank) for a placement of
@@ -291,6 +297,8 @@ class Dispatcher {
   // Reusable buffers.
   std::vector<int64_t> send_counts_, send_offsets_, recv_counts_, recv_offsets_;
   std::vector<int64_t> send_slot_, recv_slot_;  // per peer: message start in send_buf_ / recv_buf_
+  std::vector<int64_t> send_msg_;    // per peer: bytes of this rank's dispatch message to it
+  std::vector<int64_t> recv_sizes_;  // per peer: bytes of its message in the first exchange
   std::vector<std::byte> send_buf_, recv_buf_;
   std::vector<std::byte> combine_rows_;    // Bf16CombineRows(): sent in place by CombineBf16
   std::vector<uint16_t> self_bf16_;        // Combine(kBF16): this rank's own rows rounded once

@@ -25,7 +25,10 @@ enum : int {
   kLayer = 6,
   kCheck = 7,  // integrity: checksum of words 0..6, else 0
 };
-inline constexpr int64_t kMaxEagerBytes = 64 * 1024;
+// The bound E of the first exchange: receive slots of E bytes per peer are allocated, messages are
+// sent at their actual size. At most 64 MiB per peer (<= Transport::kMaxBoundedMessageBytes).
+inline constexpr int64_t kMaxEagerBytes = int64_t{64} << 20;
+static_assert(kMaxEagerBytes <= Transport::kMaxBoundedMessageBytes);
 inline constexpr int64_t kEagerGranule = 1024;
 
 inline int64_t Pad8(int64_t n) { return (n + 7) & ~int64_t{7}; }
@@ -52,13 +55,19 @@ inline Body BodyLayout(int64_t rows, int64_t entries, int64_t row_bytes, bool in
   return b;
 }
 
-// Eager size for the next call, from the largest body M any rank sent in this one.
-inline int64_t NextEagerBytes(int64_t max_body) {
+// The cap on E from DispatcherOptions::max_first_exchange_bytes.
+inline int64_t EagerCap(int64_t option) {
+  return option < kEagerGranule ? kEagerGranule
+                                : (option > kMaxEagerBytes ? kMaxEagerBytes : option);
+}
+
+// Eager size for the next call, from the largest body M any rank sent in this one; at most `cap`
+// (an EagerCap value).
+inline int64_t NextEagerBytes(int64_t max_body, int64_t cap) {
   const int64_t need = kHeaderBytes + max_body;
   const int64_t with_headroom = need + need / 4;
   const int64_t rounded = (with_headroom + kEagerGranule - 1) / kEagerGranule * kEagerGranule;
-  return rounded < kEagerGranule ? kEagerGranule
-                                 : (rounded > kMaxEagerBytes ? kMaxEagerBytes : rounded);
+  return rounded < kEagerGranule ? kEagerGranule : (rounded > cap ? cap : rounded);
 }
 
 // Integrity checksums (dispatch_codec::Checksum64 chained with distinct salts per use).

@@ -80,6 +80,34 @@ Status ValidateAllToAllV(std::string_view op, int rank, int world_size, size_t s
   return CheckRegions(op, rank, "recv", recv_size, recv_counts, recv_offsets);
 }
 
+Status ValidateAllToAllVBounded(std::string_view op, int rank, int world_size, size_t send_size,
+                                std::span<const int64_t> send_counts,
+                                std::span<const int64_t> send_offsets, size_t recv_size,
+                                std::span<const int64_t> recv_capacity,
+                                std::span<const int64_t> recv_offsets, size_t recv_sizes_size) {
+  RETURN_IF_ERROR(ValidateAllToAllV(op, rank, world_size, send_size, send_counts, send_offsets,
+                                    recv_size, recv_capacity, recv_offsets));
+  const std::string where = std::string(op) + " on rank " + std::to_string(rank);
+  if (recv_sizes_size != static_cast<size_t>(world_size)) {
+    return InvalidArgumentError(where + ": recv_sizes must have " + std::to_string(world_size) +
+                                " entries (world size), got " + std::to_string(recv_sizes_size));
+  }
+  for (int p = 0; p < world_size; ++p) {
+    if (send_counts[p] > Transport::kMaxBoundedMessageBytes ||
+        recv_capacity[p] > Transport::kMaxBoundedMessageBytes) {
+      return InvalidArgumentError(where + ": message or capacity for rank " + std::to_string(p) +
+                                  " exceeds " + std::to_string(Transport::kMaxBoundedMessageBytes) +
+                                  " bytes");
+    }
+  }
+  if (send_counts[rank] > recv_capacity[rank]) {
+    return InvalidArgumentError(where + ": sends " + std::to_string(send_counts[rank]) +
+                                " bytes to itself but its capacity is " +
+                                std::to_string(recv_capacity[rank]));
+  }
+  return OkStatus();
+}
+
 Status ValidatePeerTag(std::string_view op, int rank, int world_size, int peer, int tag) {
   if (peer < 0 || peer >= world_size || peer == rank) {
     return InvalidArgumentError(std::string(op) + " on rank " + std::to_string(rank) + ": peer " +
@@ -122,13 +150,25 @@ Status PairwiseExchangeTransport::AllToAllV(std::span<const std::byte> send,
                                             Deadline deadline) {
   RETURN_IF_ERROR(ValidateAllToAllV("AllToAllV", rank(), world_size(), send.size(), send_counts,
                                     send_offsets, recv.size(), recv_counts, recv_offsets));
-  return Exchange("AllToAllV", send, send_counts, send_offsets, recv, recv_counts, recv_offsets,
+  return Exchange("AllToAllV", send, send_counts, send_offsets, recv, recv_counts, recv_offsets, {},
                   deadline);
+}
+
+Status PairwiseExchangeTransport::AllToAllVBounded(
+    std::span<const std::byte> send, std::span<const int64_t> send_counts,
+    std::span<const int64_t> send_offsets, std::span<std::byte> recv,
+    std::span<const int64_t> recv_capacity, std::span<const int64_t> recv_offsets,
+    std::span<int64_t> recv_sizes, Deadline deadline) {
+  RETURN_IF_ERROR(ValidateAllToAllVBounded("AllToAllVBounded", rank(), world_size(), send.size(),
+                                           send_counts, send_offsets, recv.size(), recv_capacity,
+                                           recv_offsets, recv_sizes.size()));
+  return Exchange("AllToAllVBounded", send, send_counts, send_offsets, recv, recv_capacity,
+                  recv_offsets, recv_sizes, deadline);
 }
 
 Status PairwiseExchangeTransport::Barrier(Deadline deadline) {
   std::vector<int64_t> zeros(world_size(), 0);
-  return Exchange("Barrier", {}, zeros, zeros, {}, zeros, zeros, deadline);
+  return Exchange("Barrier", {}, zeros, zeros, {}, zeros, zeros, {}, deadline);
 }
 
 }  // namespace transport_internal

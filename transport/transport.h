@@ -95,6 +95,28 @@ class Transport {
                            std::span<const int64_t> recv_counts,
                            std::span<const int64_t> recv_offsets, Deadline deadline) = 0;
 
+  // Variable all-to-all whose receive sizes are upper bounds (collective; one exchange where
+  // AllToAllV would need the counts first). Like AllToAllV, except: recv_capacity[p] is the most
+  // rank p may send this rank (its region is recv[recv_offsets[p], +recv_capacity[p])), and
+  // recv_sizes[p] (world_size() entries, written on success) gets what rank p actually sent,
+  // <= recv_capacity[p]; bytes of a region past recv_sizes[p] are unspecified. This rank's own
+  // part needs send_counts[r] <= recv_capacity[r]. Every capacity and every message is at most
+  // kMaxBoundedMessageBytes (InvalidArgument before communicating). The sender must know the
+  // receiver's bound (e.g. agreed in an earlier call): a message longer than the receiver's
+  // capacity fails the call on the receiver as InvalidArgument naming the sender (its bytes are
+  // dropped; the sender's call may succeed). Ordering, blocking, ownership and the other errors
+  // as AllToAllV; AllToAllV and AllToAllVBounded calls share one collective sequence, and every
+  // rank must call the same one of the two at the same position. On error recv and recv_sizes
+  // are unspecified.
+  virtual Status AllToAllVBounded(std::span<const std::byte> send,
+                                  std::span<const int64_t> send_counts,
+                                  std::span<const int64_t> send_offsets, std::span<std::byte> recv,
+                                  std::span<const int64_t> recv_capacity,
+                                  std::span<const int64_t> recv_offsets,
+                                  std::span<int64_t> recv_sizes, Deadline deadline) = 0;
+  // Largest message or capacity AllToAllVBounded accepts (one MPI message per peer).
+  static constexpr int64_t kMaxBoundedMessageBytes = int64_t{1} << 30;
+
   // Collective exchange of one int64 per peer: recv_counts[p] = the send_counts[r] of rank p.
   // Both spans have world_size() entries (else InvalidArgument). Built on AllToAllV; same blocking,
   // ordering and error behaviour.
@@ -136,6 +158,13 @@ Status ValidateAllToAllV(std::string_view op, int rank, int world_size, size_t s
                          std::span<const int64_t> send_offsets, size_t recv_size,
                          std::span<const int64_t> recv_counts,
                          std::span<const int64_t> recv_offsets);
+// ValidateAllToAllV for AllToAllVBounded (`recv_counts` are the capacities), plus the
+// recv_sizes length, send_counts[rank] <= capacity and the kMaxBoundedMessageBytes limit.
+Status ValidateAllToAllVBounded(std::string_view op, int rank, int world_size, size_t send_size,
+                                std::span<const int64_t> send_counts,
+                                std::span<const int64_t> send_offsets, size_t recv_size,
+                                std::span<const int64_t> recv_capacity,
+                                std::span<const int64_t> recv_offsets, size_t recv_sizes_size);
 // Validates peer and tag of a Send/Recv.
 Status ValidatePeerTag(std::string_view op, int rank, int world_size, int peer, int tag);
 // "<op> on rank R: deadline exceeded after N ms waiting for rank(s) ...".
@@ -155,15 +184,24 @@ class PairwiseExchangeTransport : public Transport {
                    std::span<const int64_t> send_offsets, std::span<std::byte> recv,
                    std::span<const int64_t> recv_counts, std::span<const int64_t> recv_offsets,
                    Deadline deadline) override;
+  Status AllToAllVBounded(std::span<const std::byte> send, std::span<const int64_t> send_counts,
+                          std::span<const int64_t> send_offsets, std::span<std::byte> recv,
+                          std::span<const int64_t> recv_capacity,
+                          std::span<const int64_t> recv_offsets, std::span<int64_t> recv_sizes,
+                          Deadline deadline) override;
   Status Barrier(Deadline deadline) override;
 
  protected:
-  // One all-pairs exchange of validated spans; `what` names the operation in errors.
+  // One all-pairs exchange of validated spans; `what` names the operation in errors. With empty
+  // `recv_sizes` every receive must get exactly recv_counts[p] bytes; otherwise recv_counts are
+  // capacities (each <= kMaxBoundedMessageBytes, one message per peer) and recv_sizes[p] gets what
+  // rank p sent (this rank's own entry included).
   virtual Status Exchange(const char* what, std::span<const std::byte> send,
                           std::span<const int64_t> send_counts,
                           std::span<const int64_t> send_offsets, std::span<std::byte> recv,
                           std::span<const int64_t> recv_counts,
-                          std::span<const int64_t> recv_offsets, Deadline deadline) = 0;
+                          std::span<const int64_t> recv_offsets, std::span<int64_t> recv_sizes,
+                          Deadline deadline) = 0;
 };
 
 }  // namespace transport_internal

@@ -38,7 +38,7 @@ struct DistributedExpertOptions {
 
 // This rank's MoE traffic per peer, cumulative since the runner was built: the bytes it handed the
 // transport for each destination (DispatchMessageBytes / CombineMessageBytes: headers and bodies,
-// without eager padding; 0 to itself) and the wall time spent in the Dispatch and Combine
+// as sent, unpadded; 0 to itself) and the wall time spent in the Dispatch and Combine
 // collectives (the time of a collective is shared by all of its links). Counters only grow;
 // report them as they are and let the receiver take differences.
 struct LinkTraffic {

@@ -1,11 +1,33 @@
 #include "coordinator/control/protocol.h"
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 namespace switchyard {
 namespace {
 
 using nlohmann::json;
+
+// A field value that its C++ type cannot hold (Decode turns it into InvalidArgument).
+struct FieldRangeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// An integer JSON number within int32: get<int32_t> would narrow silently (2^32 + 17 becomes the
+// valid id 17, 1.5 becomes 1).
+int32_t Int32(const json& v, const char* field) {
+  if (v.is_number_unsigned() && v.get<uint64_t>() <= uint64_t{INT32_MAX}) {
+    return static_cast<int32_t>(v.get<uint64_t>());
+  }
+  if (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() >= INT32_MIN &&
+      v.get<int64_t>() <= INT32_MAX) {
+    return static_cast<int32_t>(v.get<int64_t>());
+  }
+  throw FieldRangeError(std::string(field) + " " +
+                        v.dump(-1, ' ', false, json::error_handler_t::replace) +
+                        " is not an int32");
+}
 
 // Parses `text` and checks its type; json exceptions become InvalidArgument naming the field.
 template <typename Fn>
@@ -21,6 +43,8 @@ Status Decode(const std::string& text, const std::string& from, const char* type
   try {
     fn(j);
   } catch (const json::exception& e) {
+    return InvalidArgumentError(where + ": " + e.what());
+  } catch (const FieldRangeError& e) {
     return InvalidArgumentError(where + ": " + e.what());
   }
   return OkStatus();
@@ -42,7 +66,9 @@ WorkRequest DecodeRequest(const json& j) {
   WorkRequest w;
   w.id = j.at("id").get<int64_t>();
   auto& r = w.request;
-  r.prompt = j.at("prompt").get<std::vector<int32_t>>();
+  const json& prompt = j.at("prompt");
+  if (!prompt.is_array()) throw FieldRangeError("prompt is not an array");
+  for (const json& t : prompt) r.prompt.push_back(Int32(t, "prompt"));
   r.max_new_tokens = j.at("max_new_tokens").get<int64_t>();
   r.sampling.temperature = j.at("temperature").get<float>();
   r.sampling.top_k = j.at("top_k").get<int64_t>();
@@ -74,6 +100,26 @@ Status CheckStepResult(const StepResultMsg& m, const std::string& where) {
   if (!(t.dispatch_seconds >= 0) || !(t.combine_seconds >= 0)) {
     return InvalidArgumentError(where +
                                 ": link_traffic.dispatch_seconds / combine_seconds must be >= 0");
+  }
+  if (m.batch_tokens < 0) {
+    return InvalidArgumentError(where + ": batch_tokens " + std::to_string(m.batch_tokens) +
+                                " must be >= 0");
+  }
+  if (!(m.forward_seconds >= 0)) {
+    return InvalidArgumentError(where + ": forward_seconds must be >= 0");
+  }
+  // Token ids and finish reasons travel on to clients and metric labels.
+  for (size_t i = 0; i < m.tokens.size(); ++i) {
+    const TokenOut& o = m.tokens[i];
+    const std::string token =
+        where + ": token " + std::to_string(i) + " (request " + std::to_string(o.id) + "): ";
+    if (o.token < 0) {
+      return InvalidArgumentError(token + "token id " + std::to_string(o.token) + " is negative");
+    }
+    if (o.finished && o.finish_reason != "stop" && o.finish_reason != "length") {
+      return InvalidArgumentError(token + "finish_reason '" + o.finish_reason +
+                                  "' is not stop or length");
+    }
   }
   return OkStatus();
 }
@@ -232,7 +278,7 @@ Status DecodeStepResult(const std::string& text, const std::string& from, StepRe
     for (const auto& t : j.at("tokens")) {
       TokenOut o;
       o.id = t.at("id").get<int64_t>();
-      o.token = t.at("token").get<int32_t>();
+      o.token = Int32(t.at("token"), "token");
       o.finished = t.at("finished").get<bool>();
       if (o.finished) o.finish_reason = t.at("finish_reason").get<std::string>();
       if (t.contains("logits")) o.logits = t.at("logits").get<std::vector<float>>();

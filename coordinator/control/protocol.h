@@ -110,7 +110,9 @@ StatusOr<std::string> MessageType(const std::string& text, const std::string& fr
 
 // Decoders: the message must have the expected type. Errors name `from`, the type and the field.
 // DecodeStepResult also checks 0 <= kv_used_tokens <= kv_capacity_tokens, link_traffic byte
-// vectors of equal length with entries >= 0, and seconds >= 0.
+// vectors of equal length with entries >= 0, seconds >= 0, batch_tokens >= 0, token ids >= 0
+// and finish_reason stop or length (errors name the token index and request id). Token ids
+// (step_done) and prompt ids (step) must be integers within int32: nothing is narrowed silently.
 Status DecodeRegister(const std::string& text, const std::string& from, RegisterMsg* m);
 Status DecodeAssign(const std::string& text, const std::string& from, AssignMsg* m);
 Status DecodeReady(const std::string& text, const std::string& from, ReadyMsg* m);

@@ -115,7 +115,11 @@ void ServingEngine::Loop() {
     std::vector<std::unique_ptr<Active>> admitted, dropped;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (running_.empty()) {
+      // A request that a stop string ended is still on its worker: the next step releases it
+      // now, not a keepalive later (its KV positions stay reserved until then).
+      bool release_pending = false;
+      for (const auto& r : release_next_) release_pending |= !r.empty();
+      if (running_.empty() && !release_pending) {
         // Idle: sleep until work arrives, a keepalive step or a stats line is due. The stats
         // clock may be a test clock: only the time left on it is used.
         auto until = last_step + options_.keepalive;
@@ -289,6 +293,9 @@ void ServingEngine::FailAll(const Status& error) {
     queued.swap(queue_);
   }
   for (auto& a : queued) running_.emplace(a->id, std::move(a));
+  // The workers are aborted: no KV cache is held any more (not what the last step reported).
+  kv_used_ = 0;
+  metrics_->SetKvCache(kv_used_, kv_capacity_);
   while (!running_.empty()) Finish(running_.begin()->first, "error", error);
   PublishQueue();
 }

@@ -13,15 +13,6 @@ std::string Fixed(double v, int decimals) {
   return buf;
 }
 
-const std::string& LocalHostName() {
-  static const std::string name = [] {
-    char buf[256] = {0};
-    if (gethostname(buf, sizeof(buf) - 1) != 0) return std::string("unknown");
-    return std::string(buf);
-  }();
-  return name;
-}
-
 }  // namespace
 
 std::string FormatServingStats(const ServingStats& s) {
@@ -32,37 +23,34 @@ std::string FormatServingStats(const ServingStats& s) {
          " reqs, KV cache usage: " + Fixed(s.kv_cache_usage_pct(), 1) + "%";
 }
 
+// The figures as JSON members for LogRecord::json_fields.
+std::string ServingStatsJsonFields(const ServingStats& s) {
+  return ",\"prompt_tokens_per_s\":" + Fixed(s.prompt_tokens_per_s(), 3) +
+         ",\"generation_tokens_per_s\":" + Fixed(s.generation_tokens_per_s(), 3) +
+         ",\"running\":" + std::to_string(s.running) + ",\"waiting\":" + std::to_string(s.waiting) +
+         ",\"kv_cache_usage_pct\":" + Fixed(s.kv_cache_usage_pct(), 3) +
+         ",\"interval_s\":" + Fixed(s.interval_s, 3);
+}
+
 std::string FormatServingStatsJson(const ServingStats& s, LogLevel level,
                                    std::chrono::system_clock::time_point time) {
   const std::string msg = FormatServingStats(s);
+  const std::string fields = ServingStatsJsonFields(s);
   LogRecord record;
   record.time = time;
   record.level = level;
-  record.host = LocalHostName();
+  record.host = LogHostName();
   record.pid = static_cast<int>(getpid());
   record.rank = -1;  // the serving loop runs in the coordinator, which is no worker rank
   record.subsystem = "stats";
   record.message = msg;
-  std::string line = FormatLogLine(record, LogFormat::kJson);
-  // The standard line ends in "}\n": the numeric fields go before the closing brace.
-  line.resize(line.size() - 2);
-  line += ",\"prompt_tokens_per_s\":" + Fixed(s.prompt_tokens_per_s(), 3) +
-          ",\"generation_tokens_per_s\":" + Fixed(s.generation_tokens_per_s(), 3) +
-          ",\"running\":" + std::to_string(s.running) +
-          ",\"waiting\":" + std::to_string(s.waiting) +
-          ",\"kv_cache_usage_pct\":" + Fixed(s.kv_cache_usage_pct(), 3) +
-          ",\"interval_s\":" + Fixed(s.interval_s, 3) + "}\n";
-  return line;
+  record.json_fields = fields;
+  return FormatLogLine(record, LogFormat::kJson);
 }
 
 void WriteServingStats(const ServingStats& stats, LogLevel level) {
   if (!LogEnabled(level)) return;
-  if (GetLogFormat() == LogFormat::kText) {
-    LogMessage(level, "stats", "%s", FormatServingStats(stats).c_str());
-    return;
-  }
-  const std::string line = FormatServingStatsJson(stats, level, std::chrono::system_clock::now());
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  LogMessageWithFields(level, "stats", FormatServingStats(stats), ServingStatsJsonFields(stats));
 }
 
 StatsLogger::StatsLogger(std::chrono::milliseconds interval, Clock* clock, Sink sink)

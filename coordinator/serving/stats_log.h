@@ -40,12 +40,16 @@ struct ServingStats {
 
 // The text of the line (the message, without the log prefix). Pure.
 std::string FormatServingStats(const ServingStats& stats);
+// The numeric fields listed above as JSON members (`,"prompt_tokens_per_s":...`), for
+// LogRecord::json_fields. Pure.
+std::string ServingStatsJsonFields(const ServingStats& stats);
 // The complete JSON log line (with '\n') for `stats`: the standard fields of common/logging.h's
 // JSON format (subsystem "stats", rank null: the coordinator), "msg" = FormatServingStats, plus
 // the numeric fields listed above. Pure apart from the host name.
 std::string FormatServingStatsJson(const ServingStats& stats, LogLevel level,
                                    std::chrono::system_clock::time_point time);
-// Writes the line to the log (stderr) in the process's log format, when `level` is enabled.
+// Writes the line to the log (stderr) in the process's log format, when `level` is enabled
+// (the numeric fields only in JSON mode; the rank is the process's log rank).
 // Thread-safe (one write per line).
 void WriteServingStats(const ServingStats& stats, LogLevel level);
 

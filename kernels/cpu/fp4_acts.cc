@@ -176,7 +176,7 @@ void ResizeActs(int64_t m, const Fp4Weight& w, Fp4Activations act, PreparedActs*
 void PrepareTokens(const float* x, int64_t ldx, int64_t t0, int64_t t1, const Fp4Weight& w,
                    PreparedActs* out) {
   const int block = Fp4BlockSize(w.format);
-  const int64_t cols = w.cols, padded = w.padded_cols, nblocks = padded / block;
+  const int64_t cols = w.cols, padded = w.padded_cols;
   if (out->panel) {
     std::vector<float> row(padded, 0.0f);
     for (int64_t t = t0; t < t1; ++t) {
@@ -201,36 +201,40 @@ void PrepareTokens(const float* x, int64_t ldx, int64_t t0, int64_t t1, const Fp
     }
     return;
   }
-  Int8Acts& a = out->q;
+  for (int64_t t = t0; t < t1; ++t) PrepareInt8Pairs(x, ldx, t, 0, out->q.pairs, w, &out->q);
+}
+
+void PrepareInt8Pairs(const float* x, int64_t ldx, int64_t t, int64_t p0, int64_t p1,
+                      const Fp4Weight& w, Int8Acts* a) {
+  const int block = Fp4BlockSize(w.format);
+  const int64_t cols = w.cols, nblocks = a->nblocks, per_group = 64 / block;
+  const float* xt = x + t * ldx;
+  int8_t* q = a->q.data() + t * a->pairs * 128;
+  float* scale = a->scale.data() + t * nblocks;
+  std::memset(q + p0 * 128, 0, (p1 - p0) * 128);
   int8_t codes[32];
-  for (int64_t t = t0; t < t1; ++t) {
-    int8_t* q = a.q.data() + t * a.pairs * 128;
-    float* scale = a.scale.data() + t * nblocks;
-    std::memset(q, 0, a.pairs * 128);
-    int64_t b = 0;
-    if (HasAvx2()) {  // whole groups vectorised, the rest below
-      for (int64_t g = 0; (g + 1) * 64 <= cols; ++g) {
-        QuantizeGroupAvx2(x + t * ldx + g * 64, block, q + g * 64, scale + g * 64 / block);
-        b = (g + 1) * 64 / block;
-      }
+  for (int64_t g = 2 * p0; g < 2 * p1; ++g) {
+    if (HasAvx2() && (g + 1) * 64 <= cols) {  // whole groups vectorised
+      QuantizeGroupAvx2(xt + g * 64, block, q + g * 64, scale + g * per_group);
+      continue;
     }
-    for (; b < nblocks; ++b) {
+    for (int64_t b = g * per_group; b < std::min(nblocks, (g + 1) * per_group); ++b) {
       const int n = static_cast<int>(std::clamp<int64_t>(cols - b * block, 0, block));
-      scale[b] = n > 0 ? QuantizeBlockInt8(x + t * ldx + b * block, n, codes) : 0.0f;
+      scale[b] = n > 0 ? QuantizeBlockInt8(xt + b * block, n, codes) : 0.0f;
       for (int i = 0; i < n; ++i) {
         const int64_t c = b * block + i;
         q[c / 64 * 64 + LayoutIndex(static_cast<int>(c % 64))] = codes[i];
       }
     }
-    if (HasAvx2()) {  // the AVX2 kernel's per-lane terms (fp4_internal.h)
-      float* lane_scale = a.lane_scale.data() + t * a.pairs * 8;
-      int32_t* lane_offset = a.lane_offset.data() + t * a.pairs * 8;
-      for (int64_t p = 0; p < a.pairs; ++p) {
-        Int8LaneOffsets(q + p * 128, lane_offset + p * 8);
-        for (int lane = 0; lane < 8; ++lane) {
-          const int64_t blk = Int8LaneBlock(w.format, p, lane);
-          lane_scale[p * 8 + lane] = blk < nblocks ? scale[blk] : 0.0f;
-        }
+  }
+  if (HasAvx2()) {  // the AVX2 kernel's per-lane terms (fp4_internal.h)
+    float* lane_scale = a->lane_scale.data() + t * a->pairs * 8;
+    int32_t* lane_offset = a->lane_offset.data() + t * a->pairs * 8;
+    for (int64_t p = p0; p < p1; ++p) {
+      Int8LaneOffsets(q + p * 128, lane_offset + p * 8);
+      for (int lane = 0; lane < 8; ++lane) {
+        const int64_t blk = Int8LaneBlock(w.format, p, lane);
+        lane_scale[p * 8 + lane] = blk < nblocks ? scale[blk] : 0.0f;
       }
     }
   }

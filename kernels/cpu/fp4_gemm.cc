@@ -1,11 +1,14 @@
 #include "kernels/cpu/fp4_gemm.h"
 
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "common/logging.h"
 #include "kernels/cpu/fp4_internal.h"
@@ -30,78 +33,6 @@ const ScaleTables& Tables() {
   return tables;
 }
 
-// Decodes 16 codes (8 packed bytes) into two vectors of 2·e2m1 as floats.
-__attribute__((target("avx2,fma"))) inline void Decode16(const uint8_t* packed, __m256* lo,
-                                                         __m256* hi) {
-  const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kTwiceE2m1));
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(packed));
-  const __m128i even = _mm_and_si128(v, mask);
-  const __m128i odd = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
-  const __m128i w8 = _mm_shuffle_epi8(table, _mm_unpacklo_epi8(even, odd));  // element order
-  *lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w8));
-  *hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w8, 8)));
-}
-
-__attribute__((target("avx2,fma"))) inline float HSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-// FP32 activations, few tokens: rows [r0, r1) of y for MR rows of x (padded to padded_cols with
-// zeros, so every block is whole). Codes are decoded in registers once per MR tokens.
-template <int MR>
-__attribute__((target("avx2,fma"))) void F32RowsAvx2(const float* x, int64_t ldx,
-                                                     const Fp4Weight& w, int64_t r0, int64_t r1,
-                                                     float* y, int64_t ldy) {
-  const int block = Fp4BlockSize(w.format);
-  const int64_t nblocks = w.padded_cols / block, row_bytes = w.padded_cols / 2;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* packed = w.packed.data() + r * row_bytes;
-    const uint8_t* scales = w.scales.data() + r * nblocks;
-    __m256 acc[MR];
-    for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nblocks; ++b) {
-      const __m256 factor = _mm256_set1_ps(BlockFactor(w, scales[b]));
-      for (int half = 0; half < block; half += 16) {
-        __m256 w0, w1;
-        Decode16(packed + (b * block + half) / 2, &w0, &w1);
-        w0 = _mm256_mul_ps(w0, factor);
-        w1 = _mm256_mul_ps(w1, factor);
-        for (int i = 0; i < MR; ++i) {
-          const float* xs = x + i * ldx + b * block + half;
-          acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(xs), w0, acc[i]);
-          acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(xs + 8), w1, acc[i]);
-        }
-      }
-    }
-    for (int i = 0; i < MR; ++i) y[i * ldy + r] = HSum(acc[i]);
-  }
-}
-
-void F32RowsScalar(const float* x, int64_t ldx, int64_t m, const Fp4Weight& w, int64_t r0,
-                   int64_t r1, float* y, int64_t ldy) {
-  const int block = Fp4BlockSize(w.format);
-  const int64_t nblocks = w.padded_cols / block, row_bytes = w.padded_cols / 2;
-  for (int64_t r = r0; r < r1; ++r) {
-    for (int64_t i = 0; i < m; ++i) {
-      float acc = 0.0f;
-      for (int64_t b = 0; b < nblocks; ++b) {
-        const float factor = BlockFactor(w, w.scales[r * nblocks + b]);
-        float part = 0.0f;
-        for (int j = 0; j < block; ++j) {
-          const int64_t c = b * block + j;
-          part += x[i * ldx + c] * kTwiceE2m1[fp4::UnpackE2m1(w.packed.data() + r * row_bytes, c)];
-        }
-        acc += part * factor;
-      }
-      y[i * ldy + r] = acc;
-    }
-  }
-}
-
 // SWITCHYARD_FP4_PORTABLE=1 forces the portable kernels (tests run them on AVX2 machines too).
 bool DetectAvx2() {
   const char* portable = std::getenv("SWITCHYARD_FP4_PORTABLE");
@@ -120,17 +51,6 @@ bool HasAvx2() {
 float BlockFactor(const Fp4Weight& w, uint8_t scale) {
   return w.format == Fp4Format::kNvFp4 ? 0.5f * Tables().e4m3[scale] * w.global_scale
                                        : 0.5f * Tables().e8m0[scale];
-}
-
-void F32Rows(const float* x, int64_t ldx, int64_t m, const Fp4Weight& w, int64_t r0, int64_t r1,
-             float* y, int64_t ldy) {
-  if (!HasAvx2()) {
-    F32RowsScalar(x, ldx, m, w, r0, r1, y, ldy);
-    return;
-  }
-  int64_t i = 0;
-  for (; i + 4 <= m; i += 4) F32RowsAvx2<4>(x + i * ldx, ldx, w, r0, r1, y + i * ldy, ldy);
-  for (; i < m; ++i) F32RowsAvx2<1>(x + i * ldx, ldx, w, r0, r1, y + i * ldy, ldy);
 }
 
 void ComputeRows(const PreparedActs& a, const Fp4Weight& w, int64_t r0, int64_t r1, float* y,
@@ -256,23 +176,113 @@ Fp4Activations DefaultFp4Activations() {
   return act;
 }
 
+namespace {
+
+constexpr int64_t kPrepPairs = 8;  // 1024 columns per int8 quantization task
+// Few-token paths: rows are handed out in units of 8, 8 units (64 rows, as Fp4GroupedMlp's items)
+// per take until near the end of the call (GuidedUnits).
+constexpr int64_t kSmallUnitRows = 8;
+constexpr int64_t kSmallUnitsPerTake = fp4_internal::kSmallRowsPerItem / kSmallUnitRows;
+
+// Work units [0, n) handed out front to back from one shared counter: `big` units at a time while
+// plenty are left, then smaller takes (what is left / (2 · threads), at least 1 unit), so the
+// threads finish within about one unit of each other; a thread running alone (the others not yet
+// awake, or descheduled) walks the weights in order. Next() is lock-free and thread-safe; it
+// returns false when every unit has been taken.
+class GuidedUnits {
+ public:
+  GuidedUnits(int64_t n, int threads, int64_t big) : n_(n), div_(2 * int64_t{threads}), big_(big) {}
+  bool Next(int64_t* begin, int64_t* end) {
+    int64_t front = front_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (front >= n_) return false;
+      const int64_t take = std::clamp<int64_t>((n_ - front) / div_, 1, big_);
+      if (front_.compare_exchange_weak(front, front + take, std::memory_order_relaxed)) {
+        *begin = front;
+        *end = front + take;
+        return true;
+      }
+    }
+  }
+
+ private:
+  const int64_t n_, div_, big_;
+  std::atomic<int64_t> front_{0};
+};
+
+// Activation preparation tasks [0, n) claimed by whichever threads are running. Claim() and Done()
+// are lock-free; WaitAllDone() returns once every task has finished (release/acquire: their writes
+// are visible), waiting only for tasks other threads are in the middle of (each a few
+// microseconds; it yields the core while it waits).
+class PrepTasks {
+ public:
+  explicit PrepTasks(int64_t n) : n_(n) {}
+  bool Claim(int64_t* i) {
+    *i = next_.fetch_add(1, std::memory_order_relaxed);
+    return *i < n_;
+  }
+  void Done() { done_.fetch_add(1, std::memory_order_release); }
+  void WaitAllDone() const {
+    for (int spins = 0; done_.load(std::memory_order_acquire) < n_; ++spins) {
+      if (spins < 64) {
+        _mm_pause();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+ private:
+  const int64_t n_;
+  std::atomic<int64_t> next_{0}, done_{0};
+};
+
+// Preparation task i of Fp4MatMulTransB (see prep_tasks there).
+void PrepareTask(const float* x, const Fp4Weight& w, int64_t i, int64_t pair_chunks,
+                 fp4_internal::PreparedActs* a) {
+  if (a->panel) {
+    fp4_internal::PreparePanelTokens(x, w.cols, 8 * i, std::min(a->m, 8 * i + 8), w, a);
+  } else if (a->act == Fp4Activations::kInt8) {
+    const int64_t t = i / pair_chunks, p0 = i % pair_chunks * kPrepPairs;
+    fp4_internal::PrepareInt8Pairs(x, w.cols, t, p0, std::min(a->q.pairs, p0 + kPrepPairs), w,
+                                   &a->q);
+  } else {
+    fp4_internal::PrepareTokens(x, w.cols, i, i + 1, w, a);
+  }
+}
+
+}  // namespace
+
 void Fp4MatMulTransB(const float* x, int64_t m, const Fp4Weight& w, float* y, Fp4Activations act) {
   if (m == 0 || w.rows == 0) return;
   fp4_internal::PreparedActs a;
   fp4_internal::ResizeActs(m, w, act, &a);
-  const bool panel = a.panel;
-  const int64_t rows_per_item = panel ? fp4_internal::kPanelRows : fp4_internal::kSmallRowsPerItem;
-  const int64_t items = (w.rows + rows_per_item - 1) / rows_per_item;
-  const bool parallel = m * w.rows * w.cols > (int64_t{1} << 16);
+  // Units of rows: one panel item (126 rows, 21 register tiles), or 8 rows (few tokens).
+  const int64_t unit_rows = a.panel ? fp4_internal::kPanelRows : kSmallUnitRows;
+  const int64_t units = (w.rows + unit_rows - 1) / unit_rows;
+  // Activation preparation tasks: 8-token blocks (panel), (token, 8 pairs of columns) (int8), or
+  // tokens (FP32), so that even one long token is quantized by all threads.
+  const int64_t pair_chunks = (a.q.pairs + kPrepPairs - 1) / kPrepPairs;
+  const int64_t prep_tasks = a.panel                        ? (m + 7) / 8
+                             : act == Fp4Activations::kInt8 ? m * pair_chunks
+                                                            : m;
+  const bool parallel =
+      m * w.rows * w.cols > (int64_t{1} << 16) && omp_get_max_threads() > 1 && !omp_in_parallel();
+  GuidedUnits work(units, parallel ? omp_get_max_threads() : 1, a.panel ? 1 : kSmallUnitsPerTake);
+  PrepTasks prep(prep_tasks);
 #pragma omp parallel if (parallel)
   {
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < m; ++t) fp4_internal::PrepareTokens(x, w.cols, t, t + 1, w, &a);
+    // No barrier between the two phases: the thread that opens the region prepares and starts on
+    // the rows at once; the others join as they wake (passive OpenMP wait: 10-25 us).
+    for (int64_t i; prep.Claim(&i);) {
+      PrepareTask(x, w, i, pair_chunks, &a);
+      prep.Done();
+    }
+    prep.WaitAllDone();
     std::vector<float> scratch;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) {
-      fp4_internal::ComputeRows(a, w, it * rows_per_item,
-                                std::min(w.rows, (it + 1) * rows_per_item), y, w.rows, &scratch);
+    for (int64_t u0, u1; work.Next(&u0, &u1);) {
+      fp4_internal::ComputeRows(a, w, u0 * unit_rows, std::min(w.rows, u1 * unit_rows), y, w.rows,
+                                &scratch);
     }
   }
 }

@@ -8,16 +8,25 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/fp4_internal.h"
+#include "kernels/cpu/fp4_panel_kernel.h"
 
 namespace switchyard::cpu {
 
 using fp4_internal::PreparedActs;
 
+namespace {
+struct RowItem {  // rows [r0, r1) of one expert's weight
+  int64_t expert, r0, r1;
+};
+}  // namespace
+
 struct Fp4GroupedWorkspace::Impl {
   std::vector<PreparedActs> in, mid;  // per expert: activations for gate/up, for down
   std::vector<float> h, u;            // [rows, inter] per expert at h_offset
   std::vector<int64_t> h_offset;
-  std::vector<std::pair<int64_t, int64_t>> prep_items, up_items, down_items;
+  std::vector<std::pair<int64_t, int64_t>> prep_items, mid_prep_items;  // (expert, first token)
+  std::vector<RowItem> up_items, down_items;
+  std::vector<char> packed;  // per expert: gate/up write `mid` directly (PanelRowsSwiGluPacked)
   // Per OpenMP thread (grow-only): the panel path's packed weights and partial results, ~1 MB
   // each, kept across calls so that no call pays for fresh pages.
   std::vector<std::vector<float>> scratch;
@@ -58,19 +67,33 @@ Status Validate(const std::vector<Fp4ExpertMlp>& experts, const std::vector<int6
   return OkStatus();
 }
 
-int64_t RowsPerItem(const PreparedActs& a) {
-  return a.panel ? fp4_internal::kPanelRows : fp4_internal::kSmallRowsPerItem;
+// Splits `rows` into items of about `target` rows whose boundaries are multiples of `unit` (the
+// last item ends at `rows`), as even as the units allow: no small ragged remainder item (768 rows
+// in 96-row items: 8 x 96, not 6 x 126 + 12).
+void SplitRows(int64_t expert, int64_t rows, int64_t unit, int64_t target,
+               std::vector<RowItem>* items) {
+  const int64_t units = (rows + unit - 1) / unit;
+  const int64_t n = std::clamp<int64_t>((units * unit + target / 2) / target, 1, units);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r0 = std::min(rows, unit * (units * i / n));
+    const int64_t r1 = std::min(rows, unit * (units * (i + 1) / n));
+    if (r1 > r0) items->push_back({expert, r0, r1});
+  }
 }
 
-// (expert, first row) items over `rows_of(e)` rows for every expert with tokens.
-template <typename RowsOf>
-void Items(const std::vector<int64_t>& offsets, const std::vector<PreparedActs>& acts,
-           RowsOf rows_of, std::vector<std::pair<int64_t, int64_t>>* items) {
-  items->clear();
-  for (size_t e = 0; e + 1 < offsets.size(); ++e) {
-    if (offsets[e + 1] == offsets[e]) continue;
-    const int64_t step = RowsPerItem(acts[e]);
-    for (int64_t r = 0; r < rows_of(e); r += step) items->emplace_back(e, r);
+// Row items of a weight with `rows` rows for activations `a`: 64 rows (int8 path), about
+// kPanelRows in whole register tiles (panel path), or whole 32-row units of about 96 rows when
+// gate/up write the down projection's packed activations (whole NVFP4 / MXFP4 blocks of its k;
+// 96 = 16 register tiles; 768, 1536 and 2304 split without padding rows).
+void AddItems(int64_t expert, int64_t rows, const PreparedActs& a, bool packed,
+              std::vector<RowItem>* items) {
+  if (!a.panel) {
+    SplitRows(expert, rows, fp4_internal::kSmallRowsPerItem, fp4_internal::kSmallRowsPerItem,
+              items);
+  } else if (packed) {
+    SplitRows(expert, rows, 32, 96, items);
+  } else {
+    SplitRows(expert, rows, fp4_internal::kPanelMr, fp4_internal::kPanelRows, items);
   }
 }
 
@@ -84,26 +107,35 @@ Status Fp4GroupedMlp(const std::vector<Fp4ExpertMlp>& experts, const std::vector
   const size_t n = experts.size();
   ws.in.resize(n);
   ws.mid.resize(n);
+  ws.packed.assign(n, 0);
   ws.h_offset.assign(n + 1, 0);
   ws.prep_items.clear();
+  ws.mid_prep_items.clear();
+  ws.up_items.clear();
+  ws.down_items.clear();
   for (size_t e = 0; e < n; ++e) {
     const int64_t m = offsets[e + 1] - offsets[e];
-    ws.h_offset[e + 1] = ws.h_offset[e] + (m > 0 ? m * experts[e].gate->rows : 0);
+    ws.h_offset[e + 1] = ws.h_offset[e];
     if (m == 0) continue;
-    fp4_internal::ResizeActs(m, *experts[e].gate, act, &ws.in[e]);
-    fp4_internal::ResizeActs(m, *experts[e].down, act, &ws.mid[e]);
-    for (int64_t t = 0; t < m; t += kPrepTokens) ws.prep_items.emplace_back(e, t);
+    const Fp4ExpertMlp& mlp = experts[e];
+    fp4_internal::ResizeActs(m, *mlp.gate, act, &ws.in[e]);
+    fp4_internal::ResizeActs(m, *mlp.down, act, &ws.mid[e]);
+    ws.packed[e] = fp4_internal::PanelSwiGluPackable(ws.in[e], *mlp.down);
+    for (int64_t t = 0; t < m; t += kPrepTokens) {
+      ws.prep_items.emplace_back(e, t);
+      if (!ws.packed[e]) ws.mid_prep_items.emplace_back(e, t);
+    }
+    if (!ws.packed[e]) ws.h_offset[e + 1] += m * mlp.gate->rows;  // token-major h, u
+    AddItems(e, mlp.gate->rows, ws.in[e], ws.packed[e], &ws.up_items);
+    AddItems(e, hidden, ws.mid[e], false, &ws.down_items);
   }
-  if (ws.h_offset[n] == 0) return OkStatus();
+  if (ws.up_items.empty()) return OkStatus();
   if (static_cast<int64_t>(ws.h.size()) < ws.h_offset[n]) {
     ws.h.resize(ws.h_offset[n]);
     ws.u.resize(ws.h_offset[n]);
   }
-  Items(
-      offsets, ws.in, [&](size_t e) { return experts[e].gate->rows; }, &ws.up_items);
-  Items(
-      offsets, ws.mid, [&](size_t e) { return experts[e].down->rows; }, &ws.down_items);
   const int64_t prep = static_cast<int64_t>(ws.prep_items.size());
+  const int64_t mid_prep = static_cast<int64_t>(ws.mid_prep_items.size());
   const int64_t ups = static_cast<int64_t>(ws.up_items.size());
   const int64_t downs = static_cast<int64_t>(ws.down_items.size());
   const size_t threads = static_cast<size_t>(omp_get_max_threads());
@@ -120,10 +152,14 @@ Status Fp4GroupedMlp(const std::vector<Fp4ExpertMlp>& experts, const std::vector
     }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < ups; ++i) {
-      const auto [e, r0] = ws.up_items[i];
+      const auto [e, r0, r1] = ws.up_items[i];
       const Fp4ExpertMlp& mlp = experts[e];
       const int64_t inter = mlp.gate->rows, m = offsets[e + 1] - offsets[e];
-      const int64_t r1 = std::min(inter, r0 + RowsPerItem(ws.in[e]));
+      if (ws.packed[e]) {  // SwiGLU written straight into the down projection's activations
+        fp4_internal::PanelRowsSwiGluPacked(ws.in[e].xf.data(), m, *mlp.gate, *mlp.up, r0, r1,
+                                            *mlp.down, &ws.mid[e], &scratch);
+        continue;
+      }
       float* h = ws.h.data() + ws.h_offset[e];
       float* u = ws.u.data() + ws.h_offset[e];
       if (ws.in[e].panel) {  // SwiGLU fused into the panel's write of h
@@ -137,16 +173,15 @@ Status Fp4GroupedMlp(const std::vector<Fp4ExpertMlp>& experts, const std::vector
       }
     }
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < prep; ++i) {
-      const auto [e, t0] = ws.prep_items[i];
+    for (int64_t i = 0; i < mid_prep; ++i) {
+      const auto [e, t0] = ws.mid_prep_items[i];
       const int64_t m = offsets[e + 1] - offsets[e], inter = experts[e].gate->rows;
       fp4_internal::PreparePanelTokens(ws.h.data() + ws.h_offset[e], inter, t0,
                                        std::min(m, t0 + kPrepTokens), *experts[e].down, &ws.mid[e]);
     }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < downs; ++i) {
-      const auto [e, r0] = ws.down_items[i];
-      const int64_t r1 = std::min(hidden, r0 + RowsPerItem(ws.mid[e]));
+      const auto [e, r0, r1] = ws.down_items[i];
       fp4_internal::ComputeRows(ws.mid[e], *experts[e].down, r0, r1, out + offsets[e] * hidden,
                                 hidden, &scratch);
     }

@@ -124,6 +124,16 @@ SY_AVX2 void RowsAvx2(const Int8Acts& a, int64_t t0, const Fp4Weight& w, int64_t
   for (int64_t kb = 0; kb < pairs; kb += kPairsPerKBlock) {
     const int64_t kb_end = std::min(pairs, kb + kPairsPerKBlock);
     const int64_t chunk_end = kb + (std::min(kb_end, whole) - kb) / 2 * 2;
+    if (PF > 0) {  // the first PF bytes of the first row (the loop prefetches the rest)
+      const uint8_t* p = w.packed.data() + r0 * row_bytes + kb * 64;
+      const uint8_t* s = w.scales.data() + r0 * nblocks + kb * scale_bytes;
+      for (int64_t o = 0; o < PF; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+      }
+      for (int64_t o = 0; o < PF / 8; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(s + o), _MM_HINT_T0);
+      }
+    }
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* p = w.packed.data() + r * row_bytes;
       const uint8_t* s = w.scales.data() + r * nblocks;

@@ -88,6 +88,11 @@ float QuantizeBlockInt8(const float* x, int n, int8_t* q);
 void ResizeActs(int64_t m, const Fp4Weight& w, Fp4Activations act, PreparedActs* out);
 void PrepareTokens(const float* x, int64_t ldx, int64_t t0, int64_t t1, const Fp4Weight& w,
                    PreparedActs* out);
+// The int8 (small-m) part of PrepareTokens for token t and pairs [p0, p1) of its columns (128
+// each): codes, block scales and the AVX2 lane terms of those pairs only, so one token can be
+// quantized by several threads. `a` sized by ResizeActs; thread-safe for disjoint pair ranges.
+void PrepareInt8Pairs(const float* x, int64_t ldx, int64_t t, int64_t p0, int64_t p1,
+                      const Fp4Weight& w, Int8Acts* a);
 // Same values as PrepareTokens, faster for the panel path (fp4_panel_acts.cc: whole 8-token
 // groups of rows without padding columns are transposed and emulated in registers; the rest goes
 // through PrepareTokens).
@@ -116,5 +121,15 @@ void PanelRowsPair(const float* xp, int64_t m, const Fp4Weight& w0, const Fp4Wei
 // silu(gate·x_i)[r] · (up·x_i)[r] for rows [r0, r1), the same values as PanelRowsPair + SiluMul.
 void PanelRowsSwiGlu(const float* xp, int64_t m, const Fp4Weight& gate, const Fp4Weight& up,
                      int64_t r0, int64_t r1, float* h, int64_t ldh, std::vector<float>* scratch);
+// Whether PanelRowsSwiGluPacked can serve an expert: AVX2, panel path (in.panel) and a down
+// weight without padding columns.
+bool PanelSwiGluPackable(const PreparedActs& in, const Fp4Weight& down);
+// The same values as PanelRowsSwiGlu followed by PreparePanelTokens(h, ..., down, mid), written
+// straight into mid->xf (sized by ResizeActs(m, down, ...)) for its columns [r0, r1): no
+// token-major h, no transposes. r0, r1 multiples of down's block size (or r1 = inter); only when
+// PanelSwiGluPackable. Thread-safe for disjoint row ranges.
+void PanelRowsSwiGluPacked(const float* xp, int64_t m, const Fp4Weight& gate, const Fp4Weight& up,
+                           int64_t r0, int64_t r1, const Fp4Weight& down, PreparedActs* mid,
+                           std::vector<float>* scratch);
 
 }  // namespace switchyard::cpu::fp4_internal

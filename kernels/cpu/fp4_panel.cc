@@ -3,8 +3,10 @@
 // 16-token register tile walks it for every block of 16 tokens of up to kMc tokens, the
 // activations (packed k-major per 16 tokens, PreparedActs::xf) staying in L1 across the tiles.
 // The panel's yᵀ accumulates over k-blocks in scratch and is transposed into y at the end (for gate
-// and up, SwiGLU is applied in that same write). Dequantization (~1 instruction per weight) is
-// amortised over all tokens of the pass: ~3% of the time at 512 tokens (perf, this machine).
+// and up, SwiGLU is applied on yᵀ first; in the grouped MLP its rows go instead straight into the
+// down projection's packed activations, which are k-major like yᵀ: no transposes there).
+// Dequantization (~1 instruction per weight) is amortised over all tokens of the pass: ~3% of the
+// time at 512 tokens (perf, this machine).
 #include <algorithm>
 #include <cstdint>
 
@@ -52,36 +54,44 @@ void ProductsAvx2(const float* xp, int64_t m0, int64_t mb, const Fp4Weight* cons
   }
 }
 
-// The AVX2 path for rows [r0, r1) of `count` weights; swiglu (count 2): y0 = silu(w0·x) * (w1·x),
-// written like SiluMul (identical values to the unfused pair followed by SiluMul).
-void PanelRowsAvx2(const float* xp, int64_t m, const Fp4Weight* const* w, int count, bool swiglu,
-                   int64_t r0, int64_t r1, float* const* y, int64_t ldy,
-                   std::vector<float>* scratch) {
+// What PanelRowsAvx2 writes: plain products, SwiGLU rows (token-major) or SwiGLU straight into the
+// down projection's prepared activations.
+enum class Output { kPlain, kSwiGlu, kSwiGluPacked };
+
+// The AVX2 path for rows [r0, r1) of `count` weights. kSwiGlu (count 2): y0 = silu(w0·x) * (w1·x),
+// applied elementwise on C before the transposition (the same SiluMul values as unfused).
+// kSwiGluPacked: the same values go into mid->xf (rows = down's k) instead of y0, int8-emulated
+// per block like PreparePanelTokens; r0 and r1 are whole blocks of mid's weight.
+void PanelRowsAvx2(const float* xp, int64_t m, const Fp4Weight* const* w, int count, Output output,
+                   int64_t r0, int64_t r1, float* const* y, int64_t ldy, PreparedActs* mid,
+                   int block, std::vector<float>* scratch) {
   const int64_t nr = r1 - r0, rows = PanelTiles(nr) * kPanelMr;
   const int64_t mc = std::min(kMc, (m + kTokenBlock - 1) / kTokenBlock * kTokenBlock);
   const int64_t ldc = mc + kTokenBlock;  // not a power of two: C rows spread over cache sets
   const int64_t pack_size = count * rows * kPanelKc, c_size = rows * ldc;
-  float* base = Aligned(scratch, pack_size + count * c_size + 16 * nr + 512);
+  float* base = Aligned(scratch, pack_size + count * c_size + 512);
   float* ct[2] = {base + pack_size, base + pack_size + c_size};
-  float* g = base + pack_size + count * c_size;  // 8 tokens' gate and up rows (SwiGLU)
-  float* u = g + 8 * nr;
-  float* factors = u + 8 * nr;
+  float* factors = base + pack_size + count * c_size;
   for (int c = 0; c < count; ++c) BlockFactors(*w[c], factors + 256 * c);
   for (int64_t m0 = 0; m0 < m; m0 += mc) {
     const int64_t mb = std::min(mc, m - m0);
     ProductsAvx2(xp, m0, mb, w, count, factors, r0, r1, base, ct, ldc);
+    if (output != Output::kPlain) {  // every lane the tiles wrote (whole 8-token vectors)
+      for (int64_t j = 0; j < nr; ++j) {
+        SiluMul(ct[0] + j * ldc, ct[1] + j * ldc, (mb + 7) / 8 * 8, ct[0] + j * ldc);
+      }
+    }
+    if (output == Output::kSwiGluPacked) {
+      const int64_t padded = mid->padded_cols;
+      PackRowsAvx2(ct[0], ldc, nr, mb, block, mid->act == Fp4Activations::kInt8,
+                   mid->xf.data() + m0 * padded + r0 * kTokenBlock, padded);
+      continue;
+    }
+    const int outputs = output == Output::kPlain ? count : 1;
     for (int64_t t = 0; t < mb; t += 8) {
       const int64_t nt = std::min<int64_t>(8, mb - t);
-      if (!swiglu) {
-        for (int c = 0; c < count; ++c) {
-          TransposeAvx2(ct[c], ldc, nr, t, nt, y[c] + (m0 + t) * ldy + r0, ldy);
-        }
-        continue;
-      }
-      TransposeAvx2(ct[0], ldc, nr, t, nt, g, nr);
-      TransposeAvx2(ct[1], ldc, nr, t, nt, u, nr);
-      for (int64_t i = 0; i < nt; ++i) {
-        SiluMul(g + i * nr, u + i * nr, nr, y[0] + (m0 + t + i) * ldy + r0);
+      for (int c = 0; c < outputs; ++c) {
+        TransposeAvx2(ct[c], ldc, nr, t, nt, y[c] + (m0 + t) * ldy + r0, ldy);
       }
     }
   }
@@ -115,7 +125,7 @@ void PanelRows(const float* xp, int64_t m, const Fp4Weight& w, int64_t r0, int64
   if (HasAvx2()) {
     const Fp4Weight* ws[1] = {&w};
     float* ys[1] = {y};
-    PanelRowsAvx2(xp, m, ws, 1, false, r0, r1, ys, ldy, scratch);
+    PanelRowsAvx2(xp, m, ws, 1, Output::kPlain, r0, r1, ys, ldy, nullptr, 0, scratch);
   } else {
     PanelRowsScalar(xp, m, w, r0, r1, y + r0, ldy, scratch);
   }
@@ -126,7 +136,7 @@ void PanelRowsPair(const float* xp, int64_t m, const Fp4Weight& w0, const Fp4Wei
   if (HasAvx2()) {
     const Fp4Weight* ws[2] = {&w0, &w1};
     float* ys[2] = {y0, y1};
-    PanelRowsAvx2(xp, m, ws, 2, false, r0, r1, ys, ldy, scratch);
+    PanelRowsAvx2(xp, m, ws, 2, Output::kPlain, r0, r1, ys, ldy, nullptr, 0, scratch);
   } else {
     PanelRowsScalar(xp, m, w0, r0, r1, y0 + r0, ldy, scratch);
     PanelRowsScalar(xp, m, w1, r0, r1, y1 + r0, ldy, scratch);
@@ -138,7 +148,7 @@ void PanelRowsSwiGlu(const float* xp, int64_t m, const Fp4Weight& gate, const Fp
   if (HasAvx2()) {
     const Fp4Weight* ws[2] = {&gate, &up};
     float* ys[2] = {h, nullptr};
-    PanelRowsAvx2(xp, m, ws, 2, true, r0, r1, ys, ldh, scratch);
+    PanelRowsAvx2(xp, m, ws, 2, Output::kSwiGlu, r0, r1, ys, ldh, nullptr, 0, scratch);
     return;
   }
   const int64_t nr = r1 - r0;
@@ -146,6 +156,19 @@ void PanelRowsSwiGlu(const float* xp, int64_t m, const Fp4Weight& gate, const Fp
   PanelRowsScalar(xp, m, gate, r0, r1, g.data(), nr, scratch);
   PanelRowsScalar(xp, m, up, r0, r1, u.data(), nr, scratch);
   for (int64_t t = 0; t < m; ++t) SiluMul(&g[t * nr], &u[t * nr], nr, h + t * ldh + r0);
+}
+
+bool PanelSwiGluPackable(const PreparedActs& in, const Fp4Weight& down) {
+  return HasAvx2() && in.panel && down.cols == down.padded_cols;
+}
+
+void PanelRowsSwiGluPacked(const float* xp, int64_t m, const Fp4Weight& gate, const Fp4Weight& up,
+                           int64_t r0, int64_t r1, const Fp4Weight& down, PreparedActs* mid,
+                           std::vector<float>* scratch) {
+  const Fp4Weight* ws[2] = {&gate, &up};
+  float* ys[2] = {nullptr, nullptr};
+  PanelRowsAvx2(xp, m, ws, 2, Output::kSwiGluPacked, r0, r1, ys, 0, mid, Fp4BlockSize(down.format),
+                scratch);
 }
 
 }  // namespace switchyard::cpu::fp4_internal

@@ -62,6 +62,17 @@ SY_AVX2 void Tile(const float* xs, const float* pa, int64_t kl, bool accumulate,
   }
 }
 
+// Codes and scale bytes of row r, columns [k0, k0 + kl), towards the cache level `hint`.
+template <int kHint>
+void Prefetch(const Fp4Weight& w, int64_t r, int64_t k0, int64_t kl) {
+  const int block = Fp4BlockSize(w.format);
+  const char* p = reinterpret_cast<const char*>(w.packed.data() + r * (w.padded_cols / 2) + k0 / 2);
+  for (int64_t b = 0; b < kl / 2; b += 64) _mm_prefetch(p + b, static_cast<_mm_hint>(kHint));
+  _mm_prefetch(
+      reinterpret_cast<const char*>(w.scales.data() + r * (w.padded_cols / block) + k0 / block),
+      static_cast<_mm_hint>(kHint));
+}
+
 }  // namespace
 
 void BlockFactors(const Fp4Weight& w, float* factors) {
@@ -84,6 +95,21 @@ SY_AVX2 void PackPanelAvx2(const Fp4Weight& w, const float* factors, int64_t r0,
       const int64_t r = r0 + i * kPanelMr + j;
       p[j] = w.packed.data() + r * row_bytes + k0 / 2;
       s[j] = w.scales.data() + r * nblocks + k0 / block;
+    }
+    // Rows are 0.5-4 KB apart, beyond the hardware prefetcher. The first k-block of an item: the
+    // rows two tiles ahead (into L1, needed now); every k-block: this tile's rows of the next one
+    // (into L2, needed after the caller's pass over the tokens), a few lines per tile.
+    if (k0 == 0) {
+      const int64_t ahead0 = r0 + (i + 2) * kPanelMr, ahead1 = std::min(r1, ahead0 + kPanelMr);
+      for (int64_t r = ahead0; r < ahead1; ++r) Prefetch<_MM_HINT_T0>(w, r, k0, kl);
+    }
+    const int64_t next_k0 = k0 + kl;
+    if (next_k0 < w.padded_cols) {
+      const int64_t next_kl = std::min(kPanelKc, w.padded_cols - next_k0);
+      const int64_t here1 = std::min(r1, r0 + (i + 1) * kPanelMr);
+      for (int64_t r = r0 + i * kPanelMr; r < here1; ++r) {
+        Prefetch<_MM_HINT_T1>(w, r, next_k0, next_kl);
+      }
     }
     float* out = dst + i * kPanelMr * kl;
     for (int64_t c = 0; c < kl; c += 16, out += 16 * kPanelMr) {

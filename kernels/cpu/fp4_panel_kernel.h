@@ -47,4 +47,13 @@ void PanelTokenBlockAvx2(const float* xs, const float* pack, int64_t tiles, int6
 void TransposeAvx2(const float* ct, int64_t ldc, int64_t rows, int64_t t0, int64_t nt, float* dst,
                    int64_t ldd);
 
+// C rows straight into the packed activation layout (PreparedActs::xf) of a weight whose k runs
+// along C's rows: dst[(t / 16) * 16 * ldd + j * 16 + t % 16] = ct[j * ldc + t] for j < rows (a
+// multiple of `block`), t < nt rounded up to 8 (lanes of the last 16-token block past that are
+// left alone: ResizeActs zeroed them), int8-emulated per block and token when `emulate` (the
+// values PreparePanelTokens gives). ct and dst 32-byte aligned, ldc and ldd multiples of 8.
+// Thread-safe for disjoint dst.
+void PackRowsAvx2(const float* ct, int64_t ldc, int64_t rows, int64_t nt, int block, bool emulate,
+                  float* dst, int64_t ldd);
+
 }  // namespace switchyard::cpu::fp4_internal

@@ -75,9 +75,19 @@ TEST(ServingConfig, ErrorsNameTheKeyAndFile) {
       {"serving:\n  max_running: -2\n", "serving.max_running must be >= 1"},
       {"serving:\n  host: ''\n", "serving.host must be an address"},
       {"serving:\n  exit_on_worker_failure: maybe\n", "'serving.exit_on_worker_failure' must be"},
-      {"serving:\n  shutdown_timeout_ms: 0\n", "serving.shutdown_timeout_ms must be >= 1"},
-      {"serving:\n  stats_interval_s: -1\n", "serving.stats_interval_s must be >= 0 (0: off)"},
+      {"serving:\n  shutdown_timeout_ms: 0\n", "serving.shutdown_timeout_ms must be in [1, "},
+      {"serving:\n  stats_interval_s: -1\n", "serving.stats_interval_s must be in [0, "},
       {"serving: 5\n", "key 'serving' must be a mapping"},
+      // Durations beyond 30 days would overflow the clocks' nanosecond time points (a deadline
+      // in the past: every request timing out at once, a watchdog firing at shutdown).
+      {"serving:\n  request_timeout_s: 10000000000\n",
+       "serving.request_timeout_s must be in [1, 2592000], got 10000000000"},
+      {"serving:\n  stats_interval_s: 10000000000\n",
+       "serving.stats_interval_s must be in [0, 2592000] (0: off), got 10000000000"},
+      {"serving:\n  shutdown_timeout_ms: 9223372036854775807\n",
+       "serving.shutdown_timeout_ms must be in [1, 2592000000]"},
+      {"serving:\n  worker_failure_grace_ms: 99999999999999\n",
+       "serving.worker_failure_grace_ms must be in [1, 2592000000]"},
   };
   for (const Case& c : cases) {
     RuntimeConfig config;

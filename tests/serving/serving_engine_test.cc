@@ -176,6 +176,20 @@ TEST_F(ServingEngineTest, WorkerFailureFailsEveryRequest) {
   EXPECT_FALSE(engine.healthy());
   auto id = engine.Submit({Request(1, 4), {}}, [](const ServeEvent&) {});
   EXPECT_EQ(id.status().code(), StatusCode::kUnavailable);
+  // The aborted workers hold no KV cache any more: the gauges say so (not the last step's use).
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string text;
+  while (std::chrono::steady_clock::now() < end) {
+    text = metrics_->RenderPrometheus();
+    if (text.find("switchyard:num_requests_running{model_name=\"m\"} 0\n") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_NE(text.find("switchyard:num_requests_running{model_name=\"m\"} 0\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("switchyard:kv_cache_usage_perc{model_name=\"m\"} 0\n"), std::string::npos)
+      << text;
 }
 
 TEST(StepProtocolTest, ReleaseRoundTripsAndIsOptional) {

@@ -248,6 +248,55 @@ TEST_F(ServingMetricsTest, StatsLineCountsTheIntervalsTokens) {
   EXPECT_EQ(s.kv_capacity_tokens, 2 * kBudget);
 }
 
+// A stop string that ends the last running request leaves it on its worker until the next step
+// releases it: that step must come at once, not a keepalive later (the KV positions stay held
+// and kv_cache_usage_perc stays above 0 meanwhile).
+TEST_F(ServingMetricsTest, StopStringReleasesTheWorkersKvAtOnce) {
+  ServingOptions opts;
+  opts.keepalive = std::chrono::milliseconds(120000);
+  opts.stats_interval = std::chrono::milliseconds(0);
+  ServingEngine engine(&cluster_->coordinator(), tokenizer_.get(), metrics_.get(), opts);
+  // Greedy, so the same request produces the same text again: learn it first.
+  std::mutex mu;
+  std::string text;
+  EventLog log;
+  auto first = log.For("first");
+  ASSERT_TRUE(engine
+                  .Submit({Request(9, 24), {}},
+                          [&](const ServeEvent& e) {
+                            {
+                              std::lock_guard<std::mutex> lock(mu);
+                              text += e.text;
+                            }
+                            first(e);
+                          })
+                  .ok());
+  ASSERT_TRUE(log.WaitEnds(1));
+  std::string stop;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_FALSE(text.empty()) << "the default model decodes to some text";
+    stop = text.substr(0, 1);
+  }
+  // The gauges are set after the callbacks of a step: the link counters (observed whenever
+  // nothing is left running, after the KV gauge) show that the stopping step was observed.
+  const std::string kv = "switchyard:kv_cache_usage_perc{model_name=\"m\"}";
+  const std::string link = "switchyard:dispatch_bytes_total{model_name=\"m\",link=\"0->1\"}";
+  ASSERT_TRUE(Eventually([&] { return Metric(link).value_or(0) > 0; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the last step's metrics are in
+  ASSERT_EQ(Metric(kv).value_or(-1), 0);
+  const double link_before = Metric(link).value_or(0);
+  ASSERT_TRUE(engine.Submit({Request(9, 24), {stop}}, log.For("stopped")).ok());
+  ASSERT_TRUE(log.WaitEnds(2));
+  EXPECT_EQ(log.ends["stopped"].finish_reason, "stop");
+  ASSERT_LT(log.ends["stopped"].completion_tokens, 24) << "the worker still held the request";
+  ASSERT_TRUE(Eventually([&] { return Metric(link).value_or(0) > link_before; }));
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(Eventually([&] { return Metric(kv).value_or(-1) == 0; }))
+      << "the stopped request's KV positions were not released";
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+}
+
 TEST_F(ServingMetricsTest, BatchGenerateQueuesWithinTheBudget) {
   // Four requests of 90 positions on two workers of 100: two at a time.
   std::vector<GenerationRequest> reqs;

@@ -67,12 +67,24 @@ class LocalTransport final : public Transport {
                                                           send.size(), send_counts, send_offsets,
                                                           recv.size(), recv_counts, recv_offsets));
     return Collective(CollectiveKind::kAllToAllV, send, send_counts, send_offsets, recv,
-                      recv_counts, recv_offsets, deadline);
+                      recv_counts, recv_offsets, {}, deadline);
+  }
+
+  Status AllToAllVBounded(std::span<const std::byte> send, std::span<const int64_t> send_counts,
+                          std::span<const int64_t> send_offsets, std::span<std::byte> recv,
+                          std::span<const int64_t> recv_capacity,
+                          std::span<const int64_t> recv_offsets, std::span<int64_t> recv_sizes,
+                          Deadline deadline) override {
+    RETURN_IF_ERROR(transport_internal::ValidateAllToAllVBounded(
+        "AllToAllVBounded", rank_, world_size(), send.size(), send_counts, send_offsets,
+        recv.size(), recv_capacity, recv_offsets, recv_sizes.size()));
+    return Collective(CollectiveKind::kAllToAllV, send, send_counts, send_offsets, recv,
+                      recv_capacity, recv_offsets, recv_sizes, deadline);
   }
 
   Status Barrier(Deadline deadline) override {
     std::vector<int64_t> zeros(world_size(), 0);
-    return Collective(CollectiveKind::kBarrier, {}, zeros, zeros, {}, zeros, zeros, deadline);
+    return Collective(CollectiveKind::kBarrier, {}, zeros, zeros, {}, zeros, zeros, {}, deadline);
   }
 
   Status Send(int peer, int tag, std::span<const std::byte> data, Deadline deadline) override {
@@ -124,17 +136,21 @@ class LocalTransport final : public Transport {
   }
 
  private:
-  // One collective: a message to every peer (even an empty one), then one from every peer.
+  // One collective: a message to every peer (even an empty one), then one from every peer. With
+  // non-empty `recv_sizes`, recv_counts are capacities and recv_sizes[p] gets each actual size.
   Status Collective(CollectiveKind kind, std::span<const std::byte> send,
                     std::span<const int64_t> send_counts, std::span<const int64_t> send_offsets,
                     std::span<std::byte> recv, std::span<const int64_t> recv_counts,
-                    std::span<const int64_t> recv_offsets, Deadline deadline) {
+                    std::span<const int64_t> recv_offsets, std::span<int64_t> recv_sizes,
+                    Deadline deadline) {
     const int n = world_size();
+    const bool bounded = !recv_sizes.empty();
     const uint64_t seq = next_seq_++;
     const std::string op = std::string(KindName(kind)) + " #" + std::to_string(seq);
     const auto started = TransportClock::now();
     Status mismatch;
-    if (send_counts[rank_] != recv_counts[rank_]) {
+    if (bounded) recv_sizes[rank_] = send_counts[rank_];  // validated: <= its capacity
+    if (send_counts[rank_] != recv_counts[rank_] && !bounded) {
       mismatch = InvalidArgumentError(op + " on rank " + std::to_string(rank_) + ": sends " +
                                       std::to_string(send_counts[rank_]) +
                                       " bytes to itself but expects " +
@@ -212,15 +228,25 @@ class LocalTransport final : public Transport {
                                             std::to_string(p) + " called " +
                                             KindName(message.kind) + " at this point");
           }
-        } else if (static_cast<int64_t>(message.data.size()) != recv_counts[p]) {
+        } else if (bounded && static_cast<int64_t>(message.data.size()) > recv_counts[p]) {
+          if (mismatch.ok()) {
+            mismatch = InvalidArgumentError(
+                op + " on rank " + std::to_string(rank_) + ": rank " + std::to_string(p) +
+                " sent " + std::to_string(message.data.size()) +
+                " bytes, more than this rank's capacity of " + std::to_string(recv_counts[p]));
+          }
+        } else if (!bounded && static_cast<int64_t>(message.data.size()) != recv_counts[p]) {
           if (mismatch.ok()) {
             mismatch = InvalidArgumentError(op + " on rank " + std::to_string(rank_) + ": rank " +
                                             std::to_string(p) + " sent " +
                                             std::to_string(message.data.size()) +
                                             " bytes, expected " + std::to_string(recv_counts[p]));
           }
-        } else if (!message.data.empty()) {
-          std::memcpy(recv.data() + recv_offsets[p], message.data.data(), message.data.size());
+        } else {
+          if (bounded) recv_sizes[p] = static_cast<int64_t>(message.data.size());
+          if (!message.data.empty()) {
+            std::memcpy(recv.data() + recv_offsets[p], message.data.data(), message.data.size());
+          }
         }
       }
     }

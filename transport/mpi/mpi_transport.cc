@@ -23,6 +23,7 @@ using transport_internal::PeerDeadlineError;
 // MPI counts are int: larger regions travel as several messages with the same tag, which MPI
 // delivers in order.
 constexpr int64_t kMaxChunk = int64_t{1} << 30;
+static_assert(kMaxChunk >= Transport::kMaxBoundedMessageBytes);
 
 std::mutex g_init_mu;
 bool g_we_initialized = false;
@@ -56,13 +57,14 @@ class RequestSet {
     requests_.clear();
     infos_.clear();
   }
-  void AddRecv(MPI_Request request, int peer, int64_t expected) {
+  // `size_out` (optional): gets the received byte count (an upper-bound receive, expected -1).
+  void AddRecv(MPI_Request request, int peer, int64_t expected, int64_t* size_out = nullptr) {
     requests_.push_back(request);
-    infos_.push_back({peer, true, expected});
+    infos_.push_back({peer, true, expected, size_out});
   }
   void AddSend(MPI_Request request, int peer) {
     requests_.push_back(request);
-    infos_.push_back({peer, false, 0});
+    infos_.push_back({peer, false, 0, nullptr});
   }
 
   // Polls until every request completes or `deadline` passes. Receives that complete with fewer
@@ -132,7 +134,8 @@ class RequestSet {
   struct Info {
     int peer;
     bool is_recv;
-    int64_t expected;  // bytes, for receives; -1: any
+    int64_t expected;   // bytes, for receives; -1: any
+    int64_t* size_out;  // receives: where the received byte count goes (or null)
     bool done = false;
   };
 
@@ -151,6 +154,10 @@ class RequestSet {
           *first_error = InvalidArgumentError(where() + ": rank " + std::to_string(info.peer) +
                                               " sent more than the expected " +
                                               std::to_string(info.expected) + " bytes");
+        } else if (info.is_recv && info.size_out != nullptr &&
+                   first_error->code() == StatusCode::kOutOfRange) {
+          *first_error = InvalidArgumentError(where() + ": rank " + std::to_string(info.peer) +
+                                              " sent more than this rank's capacity for it");
         }
       }
       return;
@@ -159,6 +166,7 @@ class RequestSet {
     int count = 0;
     MPI_Get_count(&status, MPI_BYTE, &count);
     if (received) *received = count;
+    if (info.size_out != nullptr) *info.size_out = count;
     if (info.expected >= 0 && count != info.expected && first_error->ok()) {
       *first_error = InvalidArgumentError(where() + ": rank " + std::to_string(info.peer) +
                                           " sent " + std::to_string(count) + " bytes, expected " +
@@ -290,15 +298,23 @@ class MpiTransport final : public transport_internal::PairwiseExchangeTransport 
   Status Exchange(const char* what, std::span<const std::byte> send,
                   std::span<const int64_t> send_counts, std::span<const int64_t> send_offsets,
                   std::span<std::byte> recv, std::span<const int64_t> recv_counts,
-                  std::span<const int64_t> recv_offsets, Deadline deadline) override {
+                  std::span<const int64_t> recv_offsets, std::span<int64_t> recv_sizes,
+                  Deadline deadline) override {
     const uint64_t seq = next_seq_++;
+    const bool bounded = !recv_sizes.empty();  // capacities <= kMaxChunk: one receive per peer
     const int tag = static_cast<int>(seq % (static_cast<uint64_t>(tag_limit_) + 1));
     // Error texts are built on error paths only (no allocation per call).
     const OpText op = [what, seq] { return std::string(what) + " #" + std::to_string(seq); };
     auto where = [&op, this] { return op() + " on rank " + std::to_string(rank_); };
     const auto started = TransportClock::now();
     Status mismatch;
-    if (send_counts[rank_] != recv_counts[rank_]) {
+    if (bounded) {
+      recv_sizes[rank_] = send_counts[rank_];  // validated: <= its capacity
+      if (send_counts[rank_] > 0) {
+        std::memmove(recv.data() + recv_offsets[rank_], send.data() + send_offsets[rank_],
+                     send_counts[rank_]);
+      }
+    } else if (send_counts[rank_] != recv_counts[rank_]) {
       mismatch = InvalidArgumentError(where() + ": sends " + std::to_string(send_counts[rank_]) +
                                       " bytes to itself but expects " +
                                       std::to_string(recv_counts[rank_]));
@@ -333,7 +349,9 @@ class MpiTransport final : public transport_internal::PairwiseExchangeTransport 
                 rc, where() + (is_recv ? ": MPI_Irecv from rank " : ": MPI_Isend to rank ") +
                         std::to_string(p));
           }
-          if (is_recv) {
+          if (is_recv && bounded) {
+            requests.AddRecv(request, p, -1, &recv_sizes[p]);
+          } else if (is_recv) {
             requests.AddRecv(request, p, chunk);
           } else {
             requests.AddSend(request, p);

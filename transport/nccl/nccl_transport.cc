@@ -49,6 +49,11 @@ class NcclTransport final : public Transport {
                    std::span<const int64_t> send_offsets, std::span<std::byte> recv,
                    std::span<const int64_t> recv_counts, std::span<const int64_t> recv_offsets,
                    Deadline deadline) override;
+  Status AllToAllVBounded(std::span<const std::byte> send, std::span<const int64_t> send_counts,
+                          std::span<const int64_t> send_offsets, std::span<std::byte> recv,
+                          std::span<const int64_t> recv_capacity,
+                          std::span<const int64_t> recv_offsets, std::span<int64_t> recv_sizes,
+                          Deadline deadline) override;
   Status Send(int peer, int tag, std::span<const std::byte> data, Deadline deadline) override;
   StatusOr<int64_t> Recv(int peer, int tag, std::span<std::byte> data, Deadline deadline) override;
   Status Barrier(Deadline deadline) override;
@@ -96,6 +101,13 @@ class NcclTransport final : public Transport {
     return CudaErrorToStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_),
                              Where(op) + ": cudaMemcpyAsync");
   }
+  // Both all-to-alls (spans validated): counts first, then the data. Empty `recv_sizes`: receives
+  // must match recv_counts exactly; else recv_counts are capacities and recv_sizes gets the sizes.
+  Status AllToAllVImpl(const std::string& op, std::span<const std::byte> send,
+                       std::span<const int64_t> send_counts, std::span<const int64_t> send_offsets,
+                       std::span<std::byte> recv, std::span<const int64_t> recv_counts,
+                       std::span<const int64_t> recv_offsets, std::span<int64_t> recv_sizes,
+                       Deadline deadline);
   // Exchanges one int64 per peer (collective); `out[p]` = what rank p sent this rank.
   Status ExchangeCounts(const std::string& op, std::span<const int64_t> counts,
                         std::vector<int64_t>* out, Deadline deadline,
@@ -272,22 +284,51 @@ Status NcclTransport::AllToAllV(std::span<const std::byte> send,
   RETURN_IF_ERROR(transport_internal::ValidateAllToAllV("AllToAllV", rank_, size_, send.size(),
                                                         send_counts, send_offsets, recv.size(),
                                                         recv_counts, recv_offsets));
-  const std::string op = "AllToAllV";
+  return AllToAllVImpl("AllToAllV", send, send_counts, send_offsets, recv, recv_counts,
+                       recv_offsets, {}, deadline);
+}
+
+Status NcclTransport::AllToAllVBounded(std::span<const std::byte> send,
+                                       std::span<const int64_t> send_counts,
+                                       std::span<const int64_t> send_offsets,
+                                       std::span<std::byte> recv,
+                                       std::span<const int64_t> recv_capacity,
+                                       std::span<const int64_t> recv_offsets,
+                                       std::span<int64_t> recv_sizes, Deadline deadline) {
+  RETURN_IF_ERROR(transport_internal::ValidateAllToAllVBounded(
+      "AllToAllVBounded", rank_, size_, send.size(), send_counts, send_offsets, recv.size(),
+      recv_capacity, recv_offsets, recv_sizes.size()));
+  return AllToAllVImpl("AllToAllVBounded", send, send_counts, send_offsets, recv, recv_capacity,
+                       recv_offsets, recv_sizes, deadline);
+}
+
+Status NcclTransport::AllToAllVImpl(const std::string& op, std::span<const std::byte> send,
+                                    std::span<const int64_t> send_counts,
+                                    std::span<const int64_t> send_offsets,
+                                    std::span<std::byte> recv, std::span<const int64_t> recv_counts,
+                                    std::span<const int64_t> recv_offsets,
+                                    std::span<int64_t> recv_sizes, Deadline deadline) {
+  const bool bounded = !recv_sizes.empty();
   const auto started = TransportClock::now();
   RETURN_IF_ERROR(Use(op));
   // What every peer is about to send: a mismatch is reported, and the peer's bytes are still
   // taken (into scratch), so that its call completes.
   std::vector<int64_t> announced;
   RETURN_IF_ERROR(ExchangeCounts(op, send_counts, &announced, deadline, started));
+  // Whether rank p's bytes go into its region (announced[rank_] is this rank's own count).
+  auto fits = [&](int p) {
+    return bounded ? announced[p] <= recv_counts[p] : announced[p] == recv_counts[p];
+  };
   Status mismatch;
   int64_t scratch_bytes = 0;
   for (int p = 0; p < size_; ++p) {
-    if (announced[p] == recv_counts[p]) continue;
+    if (fits(p) || (!bounded && p == rank_)) continue;  // exact: self reported below
     scratch_bytes = std::max(scratch_bytes, announced[p]);
     if (mismatch.ok()) {
-      mismatch = InvalidArgumentError(Where(op) + ": rank " + std::to_string(p) + " sent " +
-                                      std::to_string(announced[p]) + " bytes, expected " +
-                                      std::to_string(recv_counts[p]));
+      mismatch = InvalidArgumentError(
+          Where(op) + ": rank " + std::to_string(p) + " sent " + std::to_string(announced[p]) +
+          " bytes, " + (bounded ? "more than this rank's capacity of " : "expected ") +
+          std::to_string(recv_counts[p]));
     }
   }
   RETURN_IF_ERROR(Ensure(scratch_, scratch_bytes, op));
@@ -305,7 +346,7 @@ Status NcclTransport::AllToAllV(std::span<const std::byte> send,
     RETURN_IF_ERROR(Ensure(recv_stage_, recv.size(), op));
     recv_base = static_cast<std::byte*>(recv_stage_.ptr);
   }
-  if (send_counts[rank_] == recv_counts[rank_]) {
+  if (fits(rank_)) {
     RETURN_IF_ERROR(CopyAsync(recv_base + recv_offsets[rank_], send_base + send_offsets[rank_],
                               send_counts[rank_], op));
   }
@@ -320,9 +361,7 @@ Status NcclTransport::AllToAllV(std::span<const std::byte> send,
           Where(op) + ": ncclSend to rank " + std::to_string(to));
     }
     if (enqueued.ok() && announced[from] > 0) {
-      void* into = announced[from] == recv_counts[from]
-                       ? static_cast<void*>(recv_base + recv_offsets[from])
-                       : scratch_.ptr;
+      void* into = fits(from) ? static_cast<void*>(recv_base + recv_offsets[from]) : scratch_.ptr;
       enqueued = Enqueued(ncclRecv(into, announced[from], ncclUint8, from, comm_, stream_),
                           Where(op) + ": ncclRecv from rank " + std::to_string(from));
     }
@@ -334,21 +373,22 @@ Status NcclTransport::AllToAllV(std::span<const std::byte> send,
     // stale; the caller's bytes between and around the regions must stay), adjacent ones merged.
     int64_t run_begin = 0, run_end = 0;
     for (int p = 0; p <= size_; ++p) {
-      const bool wrote =
-          p < size_ && recv_counts[p] > 0 &&
-          (p == rank_ ? send_counts[p] == recv_counts[p] : announced[p] == recv_counts[p]);
+      const bool wrote = p < size_ && announced[p] > 0 && fits(p);
       if (wrote && recv_offsets[p] == run_end && run_end > run_begin) {
-        run_end += recv_counts[p];
+        run_end += announced[p];
         continue;
       }
       RETURN_IF_ERROR(CopyAsync(recv.data() + run_begin, recv_base + run_begin,
                                 static_cast<size_t>(run_end - run_begin), op));
       run_begin = wrote ? recv_offsets[p] : 0;
-      run_end = wrote ? recv_offsets[p] + recv_counts[p] : 0;
+      run_end = wrote ? recv_offsets[p] + announced[p] : 0;
     }
     RETURN_IF_ERROR(Complete(op, Others(), deadline, started));
   }
-  if (mismatch.ok() && send_counts[rank_] != recv_counts[rank_]) {
+  if (bounded && mismatch.ok()) {
+    for (int p = 0; p < size_; ++p) recv_sizes[p] = announced[p];
+  }
+  if (!bounded && mismatch.ok() && send_counts[rank_] != recv_counts[rank_]) {
     mismatch =
         InvalidArgumentError(Where(op) + ": sends " + std::to_string(send_counts[rank_]) +
                              " bytes to itself but expects " + std::to_string(recv_counts[rank_]));

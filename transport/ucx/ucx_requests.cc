@@ -15,10 +15,10 @@ void RequestSet::PostSend(ucp_ep_h ep, int peer, uint64_t tag, const void* data,
   ucs_status_ptr_t request = ucp_tag_send_nbx(ep, data, size, tag, &param);
   if (request == nullptr) return;  // completed at once (buffered)
   if (UCS_PTR_IS_ERR(request)) {
-    Record({nullptr, peer, false, 0, nullptr}, UCS_PTR_STATUS(request), 0, nullptr);
+    Record({nullptr, peer, false, 0, nullptr, nullptr}, UCS_PTR_STATUS(request), 0, nullptr);
     return;
   }
-  entries_.push_back({request, peer, false, 0, nullptr});
+  entries_.push_back({request, peer, false, 0, nullptr, nullptr});
 }
 
 void RequestSet::OnRecv(void*, ucs_status_t status, const ucp_tag_recv_info_t* info,
@@ -29,16 +29,17 @@ void RequestSet::OnRecv(void*, ucs_status_t status, const ucp_tag_recv_info_t* i
   slot->done = true;
 }
 
-void RequestSet::PostRecv(int peer, uint64_t tag, void* data, size_t size, int64_t expected) {
-  PostAnyRecv(nullptr, peer, tag, data, size, expected);
+void RequestSet::PostRecv(int peer, uint64_t tag, void* data, size_t size, int64_t expected,
+                          int64_t* size_out) {
+  PostAnyRecv(nullptr, peer, tag, data, size, expected, size_out);
 }
 
 void RequestSet::PostMessageRecv(ucp_tag_message_h message, int peer, void* data, size_t size) {
-  PostAnyRecv(message, peer, 0, data, size, -1);
+  PostAnyRecv(message, peer, 0, data, size, -1, nullptr);
 }
 
 void RequestSet::PostAnyRecv(ucp_tag_message_h message, int peer, uint64_t tag, void* data,
-                             size_t size, int64_t expected) {
+                             size_t size, int64_t expected, int64_t* size_out) {
   // The length of a receive comes from its callback: UCX 1.13 does not fill recv_info for receives
   // that complete while being posted, nor the request's info when immediate completion is denied.
   // Immediate completion is denied so that the callback is the one place results arrive.
@@ -54,16 +55,17 @@ void RequestSet::PostAnyRecv(ucp_tag_message_h message, int peer, uint64_t tag, 
   if (UCS_PTR_IS_ERR(request) || request == nullptr) {
     const ucs_status_t status = request ? UCS_PTR_STATUS(request) : slot->status;
     delete slot;
-    Record({nullptr, peer, true, expected, nullptr}, status, 0, nullptr);
+    Record({nullptr, peer, true, expected, nullptr, size_out}, status, 0, nullptr);
     return;
   }
-  entries_.push_back({request, peer, true, expected, slot});
+  entries_.push_back({request, peer, true, expected, slot, size_out});
 }
 
 void RequestSet::Record(const Entry& e, ucs_status_t status, size_t length, int64_t* received) {
   if (status == UCS_OK) {
     if (!e.is_recv) return;
     if (received) *received = static_cast<int64_t>(length);
+    if (e.size_out != nullptr) *e.size_out = static_cast<int64_t>(length);
     if (e.expected >= 0 && static_cast<int64_t>(length) != e.expected && first_error_.ok()) {
       first_error_ = InvalidArgumentError(where_ + ": rank " + std::to_string(e.peer) + " sent " +
                                           std::to_string(length) + " bytes, expected " +
@@ -77,6 +79,11 @@ void RequestSet::Record(const Entry& e, ucs_status_t status, size_t length, int6
     first_error_ = InvalidArgumentError(where_ + ": rank " + std::to_string(e.peer) +
                                         " sent more than the expected " +
                                         std::to_string(e.expected) + " bytes");
+    return;
+  }
+  if (e.is_recv && e.size_out != nullptr && status == UCS_ERR_MESSAGE_TRUNCATED) {
+    first_error_ = InvalidArgumentError(where_ + ": rank " + std::to_string(e.peer) +
+                                        " sent more than this rank's capacity for it");
     return;
   }
   first_error_ = UcsCodeToStatus(status, where_ + ": " + (e.is_recv ? "receive from" : "send to") +

@@ -28,8 +28,10 @@ class RequestSet {
   // as that peer's error.
   void PostSend(ucp_ep_h ep, int peer, uint64_t tag, const void* data, size_t size);
   // Posts a tag receive (full tag mask) into `data` and tracks it. `expected`: bytes a collective
-  // receive must get (-1: any, for point-to-point).
-  void PostRecv(int peer, uint64_t tag, void* data, size_t size, int64_t expected);
+  // receive must get (-1: any, for point-to-point and upper-bound receives); `size_out` (optional)
+  // gets the received length on success (a longer message is InvalidArgument naming the peer).
+  void PostRecv(int peer, uint64_t tag, void* data, size_t size, int64_t expected,
+                int64_t* size_out = nullptr);
   // Receives a message taken off the unexpected queue by ucp_tag_probe_nb(remove = 1) into `data`
   // (`size` = the probed length) and tracks it.
   void PostMessageRecv(ucp_tag_message_h message, int peer, void* data, size_t size);
@@ -55,10 +57,11 @@ class RequestSet {
     int peer;
     bool is_recv;
     int64_t expected;
-    RecvSlot* slot;  // receives only
+    RecvSlot* slot;     // receives only
+    int64_t* size_out;  // receives: where the received length goes (or null)
   };
   void PostAnyRecv(ucp_tag_message_h message, int peer, uint64_t tag, void* data, size_t size,
-                   int64_t expected);
+                   int64_t expected, int64_t* size_out);
   static void OnRecv(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
                      void* user_data);
   // Polls entry e once; returns true when it completed (and records its result).

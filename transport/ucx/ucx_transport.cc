@@ -105,8 +105,9 @@ class UcxTransport final : public transport_internal::PairwiseExchangeTransport 
     requests.PostSend(eps_[peer], peer, tag, data.empty() ? g_empty : data.data(), data.size());
   }
   void PostRecv(RequestSet& requests, int peer, uint64_t tag, std::span<std::byte> data,
-                int64_t expected) {
-    requests.PostRecv(peer, tag, data.empty() ? g_empty : data.data(), data.size(), expected);
+                int64_t expected, int64_t* size_out = nullptr) {
+    requests.PostRecv(peer, tag, data.empty() ? g_empty : data.data(), data.size(), expected,
+                      size_out);
   }
 
   // Posts every receive, then every send (empty messages included, so each call also shows that
@@ -114,8 +115,10 @@ class UcxTransport final : public transport_internal::PairwiseExchangeTransport 
   Status Exchange(const char* what, std::span<const std::byte> send,
                   std::span<const int64_t> send_counts, std::span<const int64_t> send_offsets,
                   std::span<std::byte> recv, std::span<const int64_t> recv_counts,
-                  std::span<const int64_t> recv_offsets, Deadline deadline) override {
+                  std::span<const int64_t> recv_offsets, std::span<int64_t> recv_sizes,
+                  Deadline deadline) override {
     const uint64_t seq = next_seq_++;
+    const bool bounded = !recv_sizes.empty();  // recv_counts are capacities
     const std::string op = std::string(what) + " #" + std::to_string(seq);
     const std::string where = op + " on rank " + std::to_string(rank_);
     const auto started = TransportClock::now();
@@ -126,7 +129,13 @@ class UcxTransport final : public transport_internal::PairwiseExchangeTransport 
     RETURN_IF_ERROR(CheckAlive(op, peers));
     DiscardLateMessages();
     Status mismatch;
-    if (send_counts[rank_] != recv_counts[rank_]) {
+    if (bounded) {
+      recv_sizes[rank_] = send_counts[rank_];  // validated: <= its capacity
+      if (send_counts[rank_] > 0) {
+        std::memmove(recv.data() + recv_offsets[rank_], send.data() + send_offsets[rank_],
+                     send_counts[rank_]);
+      }
+    } else if (send_counts[rank_] != recv_counts[rank_]) {
       mismatch = InvalidArgumentError(where + ": sends " + std::to_string(send_counts[rank_]) +
                                       " bytes to itself but expects " +
                                       std::to_string(recv_counts[rank_]));
@@ -138,7 +147,7 @@ class UcxTransport final : public transport_internal::PairwiseExchangeTransport 
     for (int i = 1; i < size_; ++i) {
       const int p = (rank_ - i + size_) % size_;
       PostRecv(requests, p, CollectiveTag(p, seq), recv.subspan(recv_offsets[p], recv_counts[p]),
-               recv_counts[p]);
+               bounded ? -1 : recv_counts[p], bounded ? &recv_sizes[p] : nullptr);
     }
     for (int i = 1; i < size_; ++i) {
       // Staggered order spreads the load instead of every rank talking to rank 0 first.

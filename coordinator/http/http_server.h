@@ -65,7 +65,9 @@ class HttpServer {
   // Binds and listens, then accepts on its own thread. Errors: bad host, port in use (named).
   static StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
                                                      HttpHandler handler);
-  // Stop()s.
+  // Stop()s. When connection threads outlived Stop's bound, the server's internal state is
+  // deliberately not freed (they still reference it); the handler's own captures must then
+  // outlive them too, so callers stop the server before what the handler uses.
   ~HttpServer();
   // Stops accepting, shuts every connection down and waits (bounded, 10 s) for their threads.
   // Idempotent. Thread-safe.

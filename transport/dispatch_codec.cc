@@ -80,6 +80,20 @@ __attribute__((target("avx2"))) void RoundTripBf16Avx2(const float* src, int64_t
   }
 }
 
+// Elements [begin, end) of the row sum, in row order (the vector path's order per element).
+void SumBf16RowsScalar(const uint16_t* const* rows, int count, int64_t begin, int64_t end,
+                       float* out_f32, uint16_t* out_bf16) {
+  for (int64_t i = begin; i < end; ++i) {
+    float acc = 0.0f;
+    for (int r = 0; r < count; ++r) acc += Bf16ToF32(rows[r][i]);
+    if (out_f32 != nullptr) {
+      out_f32[i] = acc;
+    } else {
+      out_bf16[i] = F32ToBf16(acc);
+    }
+  }
+}
+
 // 8 BF16 values at p, widened.
 __attribute__((target("avx2"))) inline __m256 Widen8(const uint16_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
@@ -101,15 +115,7 @@ __attribute__((target("avx2"))) void SumBf16RowsAvx2(const uint16_t* const* rows
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out_bf16 + i), _mm256_castsi256_si128(packed));
     }
   }
-  for (; i < n; ++i) {
-    float acc = 0.0f;
-    for (int r = 0; r < count; ++r) acc += Bf16ToF32(rows[r][i]);
-    if (out_f32 != nullptr) {
-      out_f32[i] = acc;
-    } else {
-      out_bf16[i] = F32ToBf16(acc);
-    }
-  }
+  SumBf16RowsScalar(rows, count, i, n, out_f32, out_bf16);
 }
 
 // E4M3 code -> float, all 256 codes.
@@ -385,15 +391,7 @@ void SumBf16Rows(const uint16_t* const* rows, int count, int64_t hidden, float* 
     SumBf16RowsAvx2(rows, count, hidden, out_f32, out_bf16);
     return;
   }
-  for (int64_t i = 0; i < hidden; ++i) {
-    float acc = 0.0f;
-    for (int r = 0; r < count; ++r) acc += Bf16ToF32(rows[r][i]);
-    if (out_f32 != nullptr) {
-      out_f32[i] = acc;
-    } else {
-      out_bf16[i] = F32ToBf16(acc);
-    }
-  }
+  SumBf16RowsScalar(rows, count, 0, hidden, out_f32, out_bf16);
 }
 
 uint64_t Checksum64(const void* data, int64_t n, uint64_t seed) {

@@ -1,6 +1,7 @@
 #include "transport/transport.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace switchyard {
 
@@ -164,6 +165,23 @@ Status PairwiseExchangeTransport::AllToAllVBounded(
                                            recv_offsets, recv_sizes.size()));
   return Exchange("AllToAllVBounded", send, send_counts, send_offsets, recv, recv_capacity,
                   recv_offsets, recv_sizes, deadline);
+}
+
+bool PairwiseExchangeTransport::CopyOwnMessage(int rank, std::span<const std::byte> send,
+                                               std::span<const int64_t> send_counts,
+                                               std::span<const int64_t> send_offsets,
+                                               std::span<std::byte> recv,
+                                               std::span<const int64_t> recv_counts,
+                                               std::span<const int64_t> recv_offsets,
+                                               std::span<int64_t> recv_sizes) {
+  const bool bounded = !recv_sizes.empty();  // validated: send_counts[rank] <= its capacity
+  if (!bounded && send_counts[rank] != recv_counts[rank]) return false;
+  if (bounded) recv_sizes[rank] = send_counts[rank];
+  if (send_counts[rank] > 0) {
+    std::memmove(recv.data() + recv_offsets[rank], send.data() + send_offsets[rank],
+                 send_counts[rank]);
+  }
+  return true;
 }
 
 Status PairwiseExchangeTransport::Barrier(Deadline deadline) {

@@ -202,6 +202,15 @@ class PairwiseExchangeTransport : public Transport {
                           std::span<const int64_t> recv_counts,
                           std::span<const int64_t> recv_offsets, std::span<int64_t> recv_sizes,
                           Deadline deadline) = 0;
+
+  // Exchange's message from `rank` to itself: copied from send to recv (recv_sizes[rank] set when
+  // bounded). False, copying nothing, when unbounded and this rank's send and receive counts for
+  // itself differ (the caller reports it). Spans validated as for Exchange.
+  static bool CopyOwnMessage(int rank, std::span<const std::byte> send,
+                             std::span<const int64_t> send_counts,
+                             std::span<const int64_t> send_offsets, std::span<std::byte> recv,
+                             std::span<const int64_t> recv_counts,
+                             std::span<const int64_t> recv_offsets, std::span<int64_t> recv_sizes);
 };
 
 }  // namespace transport_internal

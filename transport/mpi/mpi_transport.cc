@@ -308,19 +308,11 @@ class MpiTransport final : public transport_internal::PairwiseExchangeTransport 
     auto where = [&op, this] { return op() + " on rank " + std::to_string(rank_); };
     const auto started = TransportClock::now();
     Status mismatch;
-    if (bounded) {
-      recv_sizes[rank_] = send_counts[rank_];  // validated: <= its capacity
-      if (send_counts[rank_] > 0) {
-        std::memmove(recv.data() + recv_offsets[rank_], send.data() + send_offsets[rank_],
-                     send_counts[rank_]);
-      }
-    } else if (send_counts[rank_] != recv_counts[rank_]) {
+    if (!CopyOwnMessage(rank_, send, send_counts, send_offsets, recv, recv_counts, recv_offsets,
+                        recv_sizes)) {
       mismatch = InvalidArgumentError(where() + ": sends " + std::to_string(send_counts[rank_]) +
                                       " bytes to itself but expects " +
                                       std::to_string(recv_counts[rank_]));
-    } else if (send_counts[rank_] > 0) {
-      std::memmove(recv.data() + recv_offsets[rank_], send.data() + send_offsets[rank_],
-                   send_counts[rank_]);
     }
     RequestSet& requests = exchange_requests_;
     requests.Reset();

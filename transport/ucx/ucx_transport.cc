@@ -129,19 +129,11 @@ class UcxTransport final : public transport_internal::PairwiseExchangeTransport 
     RETURN_IF_ERROR(CheckAlive(op, peers));
     DiscardLateMessages();
     Status mismatch;
-    if (bounded) {
-      recv_sizes[rank_] = send_counts[rank_];  // validated: <= its capacity
-      if (send_counts[rank_] > 0) {
-        std::memmove(recv.data() + recv_offsets[rank_], send.data() + send_offsets[rank_],
-                     send_counts[rank_]);
-      }
-    } else if (send_counts[rank_] != recv_counts[rank_]) {
+    if (!CopyOwnMessage(rank_, send, send_counts, send_offsets, recv, recv_counts, recv_offsets,
+                        recv_sizes)) {
       mismatch = InvalidArgumentError(where + ": sends " + std::to_string(send_counts[rank_]) +
                                       " bytes to itself but expects " +
                                       std::to_string(recv_counts[rank_]));
-    } else if (send_counts[rank_] > 0) {
-      std::memmove(recv.data() + recv_offsets[rank_], send.data() + send_offsets[rank_],
-                   send_counts[rank_]);
     }
     RequestSet requests(worker_, &failures_, where);
     for (int i = 1; i < size_; ++i) {

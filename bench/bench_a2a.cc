@@ -165,6 +165,10 @@ bool ParseOnOff(const std::string& s, bool* ok) {
   *ok = s == "on" || s == "off";
   return s == "on";
 }
+bool ParseRows(const std::string& s, bool* ok) {  // own: the dispatcher's combine rows
+  *ok = s == "own" || s == "caller";
+  return s == "own";
+}
 
 bool ParseArgs(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
@@ -185,48 +189,13 @@ bool ParseArgs(int argc, char** argv, Options* o) {
     } else if (arg == "--dtype" && has_value) {
       if (!ParseWords(argv[++i], &o->dtypes, ParseDtype)) return false;
     } else if (arg == "--input" && has_value) {
-      std::vector<bool> v;
-      std::stringstream in(argv[++i]);
-      std::string item;
-      while (std::getline(in, item, ',')) {
-        bool ok = false;
-        v.push_back(ParseInput(item, &ok));
-        if (!ok) return false;
-      }
-      if (v.empty()) return false;
-      o->bf16_input = v;
+      if (!ParseWords(argv[++i], &o->bf16_input, ParseInput)) return false;
     } else if (arg == "--output" && has_value) {
-      std::vector<bool> v;
-      std::stringstream in(argv[++i]);
-      std::string item;
-      while (std::getline(in, item, ',')) {
-        bool ok = false;
-        v.push_back(ParseInput(item, &ok));
-        if (!ok) return false;
-      }
-      if (v.empty()) return false;
-      o->bf16_output = v;
+      if (!ParseWords(argv[++i], &o->bf16_output, ParseInput)) return false;
     } else if (arg == "--rows" && has_value) {
-      std::vector<bool> v;
-      std::stringstream in(argv[++i]);
-      std::string item;
-      while (std::getline(in, item, ',')) {
-        v.push_back(item == "own");
-        if (item != "own" && item != "caller") return false;
-      }
-      if (v.empty()) return false;
-      o->own_rows = v;
+      if (!ParseWords(argv[++i], &o->own_rows, ParseRows)) return false;
     } else if (arg == "--integrity" && has_value) {
-      std::vector<bool> v;
-      std::stringstream in(argv[++i]);
-      std::string item;
-      while (std::getline(in, item, ',')) {
-        bool ok = false;
-        v.push_back(ParseOnOff(item, &ok));
-        if (!ok) return false;
-      }
-      if (v.empty()) return false;
-      o->integrity = v;
+      if (!ParseWords(argv[++i], &o->integrity, ParseOnOff)) return false;
     } else if ((arg == "--topk" || arg == "--experts" || arg == "--reps" || arg == "--warmup" ||
                 arg == "--seed" || arg == "--ranks") &&
                has_value) {

@@ -11,16 +11,13 @@
 #include "common/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/fp4_grouped.h"
+#include "test_util.h"
 
 namespace switchyard::cpu {
 namespace {
 
 std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
+  return switchyard::testing::RandomNormal(n, seed, scale);
 }
 
 class Fp4GemmTest : public ::testing::TestWithParam<Fp4Format> {};

@@ -12,16 +12,13 @@
 
 #include "common/parallel.h"
 #include "kernels/cpu/fp4_gemm.h"
+#include "test_util.h"
 
 namespace switchyard::cpu {
 namespace {
 
-std::vector<float> Random(int64_t n, uint32_t seed, float scale) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
+std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
+  return switchyard::testing::RandomNormal(n, seed, scale);
 }
 
 // Int8 path against the double-precision reference on the same (emulated) activations: within

@@ -15,6 +15,7 @@
 #include "kernels/cpu/fp4_gemm.h"
 #include "kernels/cpu/fp4_grouped.h"
 #include "kernels/cpu/fp4_internal.h"
+#include "test_util.h"
 
 namespace switchyard::cpu {
 namespace {
@@ -22,11 +23,7 @@ namespace {
 using fp4_internal::PreparedActs;
 
 std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
+  return switchyard::testing::RandomNormal(n, seed, scale);
 }
 
 Fp4Weight Quantized(int64_t rows, int64_t cols, Fp4Format format, uint32_t seed) {

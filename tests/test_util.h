@@ -1,17 +1,29 @@
-// Helpers shared by the test binaries: paths of fixtures and scratch directories.
+// Helpers shared by the test binaries: paths of fixtures and scratch directories, random data.
 #pragma once
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <string>
+#include <vector>
 
 namespace switchyard::testing {
 
 inline std::string SourceDir() {
   const char* dir = std::getenv("SWITCHYARD_SOURCE_DIR");
   return dir ? dir : ".";
+}
+
+// n values from N(0, scale^2), deterministic for a seed.
+inline std::vector<float> RandomNormal(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
 }
 
 inline std::string FixtureDir(const std::string& name) {

@@ -183,7 +183,7 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
   const bool integrity = options_.integrity;
   const auto codec = ToCodec(dtype);
   const int64_t rb = dispatch_codec::RowBytes(codec, hidden);
-  const int64_t cap = EagerCap(options_.max_first_exchange_bytes);
+  const int64_t cap = EagerCap(options_.max_first_exchange_bytes, n);
   const int64_t eager = std::min(eager_bytes_, cap);
   auto context = [layer] { return "dispatch layer " + std::to_string(layer); };
 
@@ -318,7 +318,8 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
     // Spread the eager prefixes to their slots, last first (slots only move right).
     for (int p = n - 1; p >= 0; --p) {
       if (p == me) continue;
-      std::memmove(recv_buf_.data() + recv_slot_[p], recv_buf_.data() + recv_offsets_[p], eager);
+      std::memmove(recv_buf_.data() + recv_slot_[p], recv_buf_.data() + recv_offsets_[p],
+                   recv_sizes_[p]);  // what arrived (<= E), not the whole slot
     }
     int64_t moved = 0;
     for (int p = 0; p < n; ++p) {

@@ -100,8 +100,9 @@ struct DispatcherOptions {
   // Checksum every row in transit and verify it on receipt (see "Integrity mode" above).
   bool integrity = false;
   // Cap on the bound E of the first dispatch exchange, bytes per peer (see the wire format);
-  // clamped to [1 KiB, 64 MiB]. Must be the same on every rank. Lower it to trade a second
-  // exchange for smaller receive slots (64 KiB: the behaviour before AllToAllVBounded).
+  // clamped to [1 KiB, 64 MiB] and to 256 MiB / (world - 1). Must be the same on every rank. Lower
+  // it to trade a second exchange for smaller receive slots (64 KiB: the behaviour before
+  // AllToAllVBounded).
   int64_t max_first_exchange_bytes = int64_t{64} << 20;
   // Defaults, with SWITCHYARD_INTEGRITY=1|0 (also true|false, on|off) applied when set.
   // Errors: InvalidArgument naming the variable and its value.

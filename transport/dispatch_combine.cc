@@ -86,7 +86,8 @@ Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_
   // contiguous there); anything else is packed into send_buf_. Only the dispatcher's own buffers
   // can be kept alive after a failed exchange (Quarantine), so a caller's buffer is always copied.
   const bool in_place = rb16 != nullptr && !integrity && recv_rows > 0 &&
-                        rb16 == reinterpret_cast<const uint16_t*>(combine_rows_.data());
+                        rb16 == reinterpret_cast<const uint16_t*>(combine_rows_.data()) &&
+                        combine_rows_.size() >= static_cast<size_t>(recv_rows * rb);
   std::vector<std::byte>& send = in_place ? combine_rows_ : send_buf_;
   send_counts_.assign(n, 0);
   send_offsets_.assign(n, 0);

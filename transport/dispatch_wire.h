@@ -2,6 +2,7 @@
 // the format itself is described in transport/dispatch.h). Pure functions, thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -55,10 +56,16 @@ inline Body BodyLayout(int64_t rows, int64_t entries, int64_t row_bytes, bool in
   return b;
 }
 
-// The cap on E from DispatcherOptions::max_first_exchange_bytes.
-inline int64_t EagerCap(int64_t option) {
-  return option < kEagerGranule ? kEagerGranule
-                                : (option > kMaxEagerBytes ? kMaxEagerBytes : option);
+// Most receive memory the first exchange may hold over all peers: E x (world - 1) stays within
+// it, so a skewed burst cannot make every rank of a large world keep world x 64 MiB.
+inline constexpr int64_t kMaxEagerTotalBytes = int64_t{256} << 20;
+
+// The cap on E from DispatcherOptions::max_first_exchange_bytes and the world size (the same on
+// every rank).
+inline int64_t EagerCap(int64_t option, int world_size) {
+  int64_t cap = option > kMaxEagerBytes ? kMaxEagerBytes : option;
+  if (world_size > 1) cap = std::min(cap, kMaxEagerTotalBytes / (world_size - 1));
+  return cap < kEagerGranule ? kEagerGranule : cap;
 }
 
 // Eager size for the next call, from the largest body M any rank sent in this one; at most `cap`

@@ -88,21 +88,22 @@ Status ValidateAllToAllVBounded(std::string_view op, int rank, int world_size, s
                                 std::span<const int64_t> recv_offsets, size_t recv_sizes_size) {
   RETURN_IF_ERROR(ValidateAllToAllV(op, rank, world_size, send_size, send_counts, send_offsets,
                                     recv_size, recv_capacity, recv_offsets));
-  const std::string where = std::string(op) + " on rank " + std::to_string(rank);
+  // Built on error paths only: a valid call allocates nothing.
+  auto where = [op, rank] { return std::string(op) + " on rank " + std::to_string(rank); };
   if (recv_sizes_size != static_cast<size_t>(world_size)) {
-    return InvalidArgumentError(where + ": recv_sizes must have " + std::to_string(world_size) +
+    return InvalidArgumentError(where() + ": recv_sizes must have " + std::to_string(world_size) +
                                 " entries (world size), got " + std::to_string(recv_sizes_size));
   }
   for (int p = 0; p < world_size; ++p) {
     if (send_counts[p] > Transport::kMaxBoundedMessageBytes ||
         recv_capacity[p] > Transport::kMaxBoundedMessageBytes) {
-      return InvalidArgumentError(where + ": message or capacity for rank " + std::to_string(p) +
+      return InvalidArgumentError(where() + ": message or capacity for rank " + std::to_string(p) +
                                   " exceeds " + std::to_string(Transport::kMaxBoundedMessageBytes) +
                                   " bytes");
     }
   }
   if (send_counts[rank] > recv_capacity[rank]) {
-    return InvalidArgumentError(where + ": sends " + std::to_string(send_counts[rank]) +
+    return InvalidArgumentError(where() + ": sends " + std::to_string(send_counts[rank]) +
                                 " bytes to itself but its capacity is " +
                                 std::to_string(recv_capacity[rank]));
   }

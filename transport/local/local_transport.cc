@@ -16,10 +16,18 @@ using transport_internal::PeerUnavailableError;
 
 // Which collective a message belongs to: ranks calling different collectives at the same position
 // is a program error we can name.
-enum class CollectiveKind { kAllToAllV, kBarrier };
+enum class CollectiveKind { kAllToAllV, kAllToAllVBounded, kBarrier };
 
 const char* KindName(CollectiveKind kind) {
-  return kind == CollectiveKind::kBarrier ? "Barrier" : "AllToAllV";
+  switch (kind) {
+    case CollectiveKind::kAllToAllV:
+      return "AllToAllV";
+    case CollectiveKind::kAllToAllVBounded:
+      return "AllToAllVBounded";
+    case CollectiveKind::kBarrier:
+      return "Barrier";
+  }
+  return "?";
 }
 
 struct CollectiveMessage {
@@ -78,7 +86,7 @@ class LocalTransport final : public Transport {
     RETURN_IF_ERROR(transport_internal::ValidateAllToAllVBounded(
         "AllToAllVBounded", rank_, world_size(), send.size(), send_counts, send_offsets,
         recv.size(), recv_capacity, recv_offsets, recv_sizes.size()));
-    return Collective(CollectiveKind::kAllToAllV, send, send_counts, send_offsets, recv,
+    return Collective(CollectiveKind::kAllToAllVBounded, send, send_counts, send_offsets, recv,
                       recv_capacity, recv_offsets, recv_sizes, deadline);
   }
 

@@ -14,6 +14,7 @@
 
 #include "../test_util.h"
 #include "coordinator/serving/stop_strings.h"
+#include "local_serving_fixture.h"
 #include "model/random_checkpoint.h"
 #include "worker/local_cluster.h"
 
@@ -47,26 +48,14 @@ struct Collected {
   }
 };
 
-class ServingEngineTest : public ::testing::Test {
+class ServingEngineTest : public testing::LocalServingFixture {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(WriteDefaultModel(tmp_.path() + "/m").ok());
-    rt_.max_seq_len = 256;
+    PrepareModel();
+    if (HasFatalFailure()) return;
     rt_.max_batch_tokens = 16;  // prompts longer than this are prefilled in chunks
-    rt_.has_cluster = true;
-    rt_.cluster.model = tmp_.path() + "/m";
     rt_.cluster.workers = 4;
-    rt_.cluster.transport = "local";
-    rt_.cluster.step_timeout_ms = 20000;
-    auto tok = Tokenizer::FromFile(rt_.cluster.model + "/tokenizer.json");
-    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-    tokenizer_ = std::move(*tok);
-    auto cluster = LocalCluster::Start(rt_);
-    ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
-    cluster_ = std::move(*cluster);
-    auto m = ServingMetrics::Create("m");
-    ASSERT_TRUE(m.ok());
-    metrics_ = std::move(*m);
+    StartCluster();
   }
 
   GenerationRequest Request(int i, int64_t max_new) {
@@ -76,12 +65,6 @@ class ServingEngineTest : public ::testing::Test {
     g.ignore_eos = true;
     return g;
   }
-
-  testing::TempDir tmp_;
-  RuntimeConfig rt_;
-  std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<LocalCluster> cluster_;
-  std::unique_ptr<ServingMetrics> metrics_;
 };
 
 TEST_F(ServingEngineTest, StaggeredRequestsMatchBatchMode) {

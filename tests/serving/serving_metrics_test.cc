@@ -20,6 +20,7 @@
 
 #include "../test_util.h"
 #include "coordinator/serving/serving_engine.h"
+#include "local_serving_fixture.h"
 #include "model/random_checkpoint.h"
 #include "worker/local_cluster.h"
 
@@ -82,27 +83,15 @@ struct EventLog {
   }
 };
 
-class ServingMetricsTest : public ::testing::Test {
+class ServingMetricsTest : public testing::LocalServingFixture {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(WriteDefaultModel(tmp_.path() + "/m").ok());
-    rt_.max_seq_len = 256;
+    PrepareModel();
+    if (HasFatalFailure()) return;
     rt_.max_batch_tokens = 64;
-    rt_.has_cluster = true;
-    rt_.cluster.model = tmp_.path() + "/m";
     rt_.cluster.workers = 2;
-    rt_.cluster.transport = "local";
-    rt_.cluster.step_timeout_ms = 20000;
     rt_.cluster.kv_cache_tokens = kBudget;
-    auto tok = Tokenizer::FromFile(rt_.cluster.model + "/tokenizer.json");
-    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-    tokenizer_ = std::move(*tok);
-    auto cluster = LocalCluster::Start(rt_);
-    ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
-    cluster_ = std::move(*cluster);
-    auto m = ServingMetrics::Create("m");
-    ASSERT_TRUE(m.ok());
-    metrics_ = std::move(*m);
+    StartCluster();
   }
 
   static GenerationRequest Request(int prompt_len, int64_t max_new) {
@@ -116,12 +105,6 @@ class ServingMetricsTest : public ::testing::Test {
   std::optional<double> Metric(const std::string& name_labels) {
     return Series(metrics_->RenderPrometheus(), name_labels);
   }
-
-  testing::TempDir tmp_;
-  RuntimeConfig rt_;
-  std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<LocalCluster> cluster_;
-  std::unique_ptr<ServingMetrics> metrics_;
 };
 
 TEST_F(ServingMetricsTest, StepReportsKvPositionsAndLinkTraffic) {

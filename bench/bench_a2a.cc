@@ -2,7 +2,8 @@
 // same bytes, measured in the same run.
 //   mpirun -np 4 build/bin/bench_a2a [--backend mpi|ucx] [--tokens 1,16,128,1024,4096]
 //       [--hidden 2048,7168] [--dtype bf16,fp8,f32] [--integrity off,on] [--input f32,bf16]
-//       [--output f32,bf16] [--rows own,caller] [--first-cap 67108864,65536] [--topk 8]
+//       [--output f32,bf16] [--rows own,caller] [--first-cap 67108864,65536] [--shm auto,off]
+//       [--topk 8]
 //       [--experts 64] [--reps N] [--warmup N] [--seed N] [--json]
 //   build/bin/bench_a2a --backend local --ranks 4 ...       (ranks as threads; no raw baseline)
 // Per case (tokens per rank, hidden, dispatch dtype, integrity): every rank routes its tokens top-k
@@ -22,6 +23,9 @@
 //         --first-cap B1,B2: DispatcherOptions::max_first_exchange_bytes per variant (default
 //         64 MiB: steady traffic takes one exchange; 65536: large dispatches take two, the
 //         behaviour before AllToAllVBounded, minus the eager padding); each case runs them in turn.
+//         --shm auto,off: DispatcherOptions::shared_memory per variant (default auto: on one
+//         host the rows go through the dispatcher's shared-memory channel, not the transport;
+//         "path" in the JSON line says which path dispatch/combine took).
 //   raw:  MPI_Alltoallv of exactly the dispatcher's message bytes per peer (header and body, as
 //         DispatchMessageBytes says; nothing to itself, as the dispatcher), then MPI_Alltoallv of
 //         the combine bytes per peer. Only for backends run under mpirun (mpi, ucx).
@@ -118,6 +122,9 @@ struct Options {
   std::vector<bool> own_rows = {true};
   // DispatcherOptions::max_first_exchange_bytes variants (A/B in one run).
   std::vector<int64_t> first_caps = {int64_t{64} << 20};
+  // DispatcherOptions::shared_memory variants: auto (shared memory when every rank is on one
+  // host) and/or off (always the transport).
+  std::vector<bool> shm = {true};
   int32_t topk = 8;
   int32_t experts = 64;
   int reps = 0;  // 0: chosen per case from the warm-up time
@@ -170,6 +177,11 @@ bool ParseRows(const std::string& s, bool* ok) {  // own: the dispatcher's combi
   return s == "own";
 }
 
+bool ParseAutoOff(const std::string& s, bool* ok) {  // auto: shared memory when possible
+  *ok = s == "auto" || s == "off";
+  return s == "auto";
+}
+
 bool ParseArgs(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -180,6 +192,8 @@ bool ParseArgs(int argc, char** argv, Options* o) {
       auto kind = ParseTransportKind(argv[++i]);
       if (!kind.ok() || *kind == TransportKind::kNccl) return false;
       o->backend = *kind;
+    } else if (arg == "--shm" && has_value) {
+      if (!ParseWords(argv[++i], &o->shm, ParseAutoOff)) return false;
     } else if (arg == "--first-cap" && has_value) {
       if (!ParseList(argv[++i], &o->first_caps)) return false;
     } else if (arg == "--tokens" && has_value) {
@@ -268,6 +282,7 @@ struct CaseResult {
   // Median / best over reps (slowest rank per rep), seconds; raw < 0: not measured.
   double ours = 0, ours_best = 0, ours_dispatch = 0, ours_combine = 0;
   double raw = -1, raw_best = -1, transport = 0;
+  bool shm_dispatch = false, shm_combine = false;  // the path the last rep took (same on all)
   int reps = 0;
 };
 
@@ -289,9 +304,17 @@ std::vector<int64_t> Offsets(const std::vector<int64_t>& counts) {
   return out;
 }
 
-CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens, int64_t hidden,
-                   PayloadDtype dtype, bool integrity, bool bf16_in, bool bf16_out, bool own_rows,
-                   int64_t first_cap) {
+// One case: a point of the Options lists.
+struct CaseSpec {
+  int64_t tokens, hidden;
+  PayloadDtype dtype;
+  bool integrity, bf16_in, bf16_out, own_rows;
+  int64_t first_cap;
+  bool shm;
+};
+
+CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, const CaseSpec& spec) {
+  const auto [tokens, hidden, dtype, integrity, bf16_in, bf16_out, own_rows, first_cap, shm] = spec;
   const int world = t.world_size(), me = t.rank();
   const PayloadDtype combine_dtype =
       dtype == PayloadDtype::kF32 ? PayloadDtype::kF32 : PayloadDtype::kBF16;
@@ -331,7 +354,9 @@ CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens
   std::vector<std::byte> buf_a(std::max<int64_t>(a, 1)), buf_b(std::max<int64_t>(b, 1));
 
   Dispatcher dispatcher(
-      DispatcherOptions{.integrity = integrity, .max_first_exchange_bytes = first_cap});
+      DispatcherOptions{.integrity = integrity,
+                        .shared_memory = shm ? SharedMemoryMode::kAuto : SharedMemoryMode::kOff,
+                        .max_first_exchange_bytes = first_cap});
   ReceivedTokens received;
   std::vector<uint16_t> xb(bf16_in ? x.size() : 0), out_bf16(bf16_out ? out.size() : 0),
       caller_rows;
@@ -478,12 +503,13 @@ CaseResult RunCase(Transport& t, MPI_Comm comm, const Options& o, int64_t tokens
   r.bytes_per_rank = (g[0] + g[1]) / world;
   r.transport_bytes_per_rank = g[2] / world;
   r.exchanges = static_cast<int>(g[3]);
+  r.shm_dispatch = traffic.dispatch_shared_memory;
+  r.shm_combine = traffic.combine_shared_memory;
   return r;
 }
 
-void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, PayloadDtype dtype,
-               bool integrity, bool bf16_in, bool bf16_out, bool own_rows, int64_t first_cap,
-               const CaseResult& r) {
+void PrintCase(const Options& o, int world, const CaseSpec& spec, const CaseResult& r) {
+  const auto [tokens, hidden, dtype, integrity, bf16_in, bf16_out, own_rows, first_cap, shm] = spec;
   const double ours_gbs = r.bytes_per_rank / r.ours / 1e9;
   char raw[160] = "\"raw_us\": null, \"raw_best_us\": null, \"raw_GBps\": null, \"ratio\": null";
   if (r.raw > 0) {
@@ -498,7 +524,7 @@ void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, Payl
       "{\"bench\": \"a2a_dispatch_combine\", \"backend\": \"%s\", \"ranks\": %d, "
       "\"tokens_per_rank\": %lld, \"hidden\": %lld, \"topk\": %d, \"dtype\": \"%s\", "
       "\"combine_dtype\": \"%s\", \"input\": \"%s\", \"output\": \"%s\", \"rows\": \"%s\", "
-      "\"integrity\": %s, \"first_cap\": %lld, "
+      "\"integrity\": %s, \"first_cap\": %lld, \"shm\": \"%s\", \"path\": \"%s/%s\", "
       "\"dispatch_bytes_per_peer\": %.0f, "
       "\"combine_bytes_per_peer\": %.0f, \"bytes_per_rank\": %.0f, \"transport_bytes_per_rank\": "
       "%.0f, \"dispatch_exchanges\": %d, \"reps\": %d, \"ours_us\": %.1f, \"ours_best_us\": %.1f, "
@@ -508,10 +534,12 @@ void PrintCase(const Options& o, int world, int64_t tokens, int64_t hidden, Payl
       static_cast<long long>(hidden), o.topk, PayloadDtypeName(dtype),
       dtype == PayloadDtype::kF32 ? "f32" : "bf16", bf16_in ? "bf16" : "f32",
       bf16_out ? "bf16" : "f32", bf16_in ? (own_rows ? "own" : "caller") : "-",
-      integrity ? "true" : "false", static_cast<long long>(first_cap), r.dispatch_bytes_per_peer,
-      r.combine_bytes_per_peer, r.bytes_per_rank, r.transport_bytes_per_rank, r.exchanges, r.reps,
-      r.ours * 1e6, r.ours_best * 1e6, r.ours_dispatch * 1e6, r.ours_combine * 1e6, ours_gbs, raw,
-      r.transport * 1e6, transport_ratio, r.transport / r.ours);
+      integrity ? "true" : "false", static_cast<long long>(first_cap), shm ? "auto" : "off",
+      r.shm_dispatch ? "shm" : "transport", r.shm_combine ? "shm" : "transport",
+      r.dispatch_bytes_per_peer, r.combine_bytes_per_peer, r.bytes_per_rank,
+      r.transport_bytes_per_rank, r.exchanges, r.reps, r.ours * 1e6, r.ours_best * 1e6,
+      r.ours_dispatch * 1e6, r.ours_combine * 1e6, ours_gbs, raw, r.transport * 1e6,
+      transport_ratio, r.transport / r.ours);
   std::fflush(stdout);
 }
 
@@ -541,11 +569,11 @@ void RunAll(Transport& t, MPI_Comm comm, const Options& o) {
               for (bool own_rows : o.own_rows) {
                 if (!own_rows && !bf16_in) continue;  // caller rows: the BF16 path only
                 for (int64_t cap : o.first_caps) {
-                  const CaseResult r = RunCase(t, comm, o, tokens, hidden, dtype, integrity,
-                                               bf16_in, bf16_out, own_rows, cap);
-                  if (t.rank() == 0) {
-                    PrintCase(o, world, tokens, hidden, dtype, integrity, bf16_in, bf16_out,
-                              own_rows, cap, r);
+                  for (bool shm : o.shm) {
+                    const CaseSpec spec{tokens,   hidden,   dtype, integrity, bf16_in,
+                                        bf16_out, own_rows, cap,   shm};
+                    const CaseResult r = RunCase(t, comm, o, spec);
+                    if (t.rank() == 0) PrintCase(o, world, spec, r);
                   }
                 }
               }
@@ -566,7 +594,7 @@ int main(int argc, char** argv) {
                  "usage: bench_a2a [--backend mpi|ucx|local] [--ranks N (local)] "
                  "[--tokens 1,16,128,1024,4096] [--hidden 2048,7168] [--dtype bf16,fp8,f32] "
                  "[--integrity off,on] [--input f32,bf16] [--output f32,bf16] [--rows own,caller] "
-                 "[--first-cap 67108864,65536] [--topk 8] "
+                 "[--first-cap 67108864,65536] [--shm auto,off] [--topk 8] "
                  "[--experts 64] [--reps N] [--warmup N] "
                  "[--seed N] [--json]\n  (mpi, ucx: run under mpirun)\n");
     return 2;

@@ -65,6 +65,7 @@ Status DeadlineExceededError(std::string msg) {
   return Status(StatusCode::kDeadlineExceeded, std::move(msg));
 }
 Status DataLossError(std::string msg) { return Status(StatusCode::kDataLoss, std::move(msg)); }
+Status CancelledError(std::string msg) { return Status(StatusCode::kCancelled, std::move(msg)); }
 Status ResourceExhaustedError(std::string msg) {
   return Status(StatusCode::kResourceExhausted, std::move(msg));
 }

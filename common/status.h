@@ -60,6 +60,7 @@ Status UnavailableError(std::string msg);
 Status DeadlineExceededError(std::string msg);
 Status DataLossError(std::string msg);
 Status ResourceExhaustedError(std::string msg);
+Status CancelledError(std::string msg);
 
 // Holds either a T or a non-OK Status. Accessing value() of an error aborts (a broken invariant).
 template <typename T>

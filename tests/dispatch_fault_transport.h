@@ -43,6 +43,7 @@ class FaultyTransport final : public Transport {
   int world_size() const override { return inner_.world_size(); }
   std::string_view name() const override { return inner_.name(); }
   TransportCapabilities capabilities() const override { return inner_.capabilities(); }
+  bool KnownDead(int peer) const override { return inner_.KnownDead(peer); }
 
   Status AllToAllV(std::span<const std::byte> send, std::span<const int64_t> send_counts,
                    std::span<const int64_t> send_offsets, std::span<std::byte> recv,

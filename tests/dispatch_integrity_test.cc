@@ -63,7 +63,11 @@ Outcome Round(Transport& t, bool integrity, PayloadDtype combine_dtype,
   Outcome o;
   o.layout = *ComputeDispatchLayout(in.idx.data(), in.weights.data(), kTokens, kTopk, in.placement,
                                     ReplicaPolicy::kBalance, me);
-  Dispatcher dispatcher(DispatcherOptions{.integrity = integrity});
+  // The transport path: the decorator corrupts bytes in flight there. (The shared-memory path
+  // verifies the same message bytes with the same code; dispatch_test's ShmMatchesTransport runs
+  // it with integrity on.)
+  Dispatcher dispatcher(
+      DispatcherOptions{.integrity = integrity, .shared_memory = SharedMemoryMode::kOff});
   ReceivedTokens received;
   o.dispatch = dispatcher.Dispatch(t, kLayer, o.layout, in.x.data(), kHidden, PayloadDtype::kF32,
                                    OpDeadline(), &received);
@@ -212,6 +216,22 @@ TEST(IntegrityOptions, FromEnv) {
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("SWITCHYARD_INTEGRITY=maybe"), std::string::npos);
   unsetenv("SWITCHYARD_INTEGRITY");
+}
+
+TEST(SharedMemoryOptions, FromEnv) {
+  unsetenv("SWITCHYARD_DISPATCH_SHM");
+  EXPECT_EQ(DispatcherOptions::FromEnv()->shared_memory, SharedMemoryMode::kAuto);
+  setenv("SWITCHYARD_DISPATCH_SHM", "off", 1);
+  EXPECT_EQ(DispatcherOptions::FromEnv()->shared_memory, SharedMemoryMode::kOff);
+  setenv("SWITCHYARD_DISPATCH_SHM", "on", 1);
+  EXPECT_EQ(DispatcherOptions::FromEnv()->shared_memory, SharedMemoryMode::kRequire);
+  setenv("SWITCHYARD_DISPATCH_SHM", "auto", 1);
+  EXPECT_EQ(DispatcherOptions::FromEnv()->shared_memory, SharedMemoryMode::kAuto);
+  setenv("SWITCHYARD_DISPATCH_SHM", "sometimes", 1);
+  auto bad = DispatcherOptions::FromEnv();
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("SWITCHYARD_DISPATCH_SHM=sometimes"), std::string::npos);
+  unsetenv("SWITCHYARD_DISPATCH_SHM");
 }
 
 }  // namespace

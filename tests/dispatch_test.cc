@@ -54,6 +54,20 @@ namespace {
 
 Deadline OpDeadline() { return Deadline::After(std::chrono::seconds(10)); }
 
+// The path every case's dispatchers take (the suites run each case with kOff: the transport, and
+// kRequire: shared memory, which fails rather than fall back when it cannot be set up). Set before
+// the ranks start.
+SharedMemoryMode g_shm_mode = SharedMemoryMode::kOff;
+
+DispatcherOptions Opts(DispatcherOptions options = {}) {
+  options.shared_memory = g_shm_mode;
+  return options;
+}
+DispatcherOptions TransportOnly(DispatcherOptions options = {}) {
+  options.shared_memory = SharedMemoryMode::kOff;
+  return options;
+}
+
 bool HasText(const Status& status, const std::string& text) {
   return status.message().find(text) != std::string::npos;
 }
@@ -243,7 +257,7 @@ void RunLocalExperts(const Scenario& s, int32_t me, const ReceivedTokens& recv,
 
 // Per-rank state reused across rounds (as a runner would keep it).
 struct RankState {
-  RankState() = default;
+  RankState() : dispatcher(Opts()) {}
   explicit RankState(DispatcherOptions options) : dispatcher(options) {}
   Dispatcher dispatcher;
   ReceivedTokens received;
@@ -454,7 +468,7 @@ void CasePeerDisagreesOnHidden(Transport& t) {
 }
 
 void CaseBadArguments(Transport& t) {
-  Dispatcher dispatcher;
+  Dispatcher dispatcher(Opts());
   ReceivedTokens received;
   Status s = dispatcher.Combine(t, nullptr, kF32, OpDeadline(), nullptr);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
@@ -480,7 +494,7 @@ void CaseBadArguments(Transport& t) {
 // Integrity mode on: every round still matches the references bitwise, and the outputs equal an
 // integrity-off dispatcher's on the same inputs.
 void CaseIntegrityOnChangesNothing(Transport& t) {
-  RankState checked(DispatcherOptions{.integrity = true}), plain;
+  RankState checked(Opts({.integrity = true})), plain;
   const PayloadDtype dtypes[][2] = {{kF32, kF32}, {kBF16, kBF16}, {kFP8, kF32}, {kFP8, kBF16}};
   for (uint32_t trial = 0; trial < 8; ++trial) {
     ScenarioSpec spec;
@@ -506,7 +520,7 @@ void CaseIntegrityOnChangesNothing(Transport& t) {
 void CaseBf16InPlaceMatchesF32Api(Transport& t) {
   const int32_t me = t.rank();
   for (uint32_t trial = 0; trial < 8; ++trial) {
-    const DispatcherOptions options{.integrity = trial % 4 == 3};
+    const DispatcherOptions options = Opts({.integrity = trial % 4 == 3});
     RankState plain(options), fast(options);
     ScenarioSpec spec;
     spec.seed = 700 + trial;
@@ -594,7 +608,7 @@ void CaseFp8MovesHalfTheBytes(Transport& inner) {
   int64_t moved[2] = {0, 0}, payload[2] = {0, 0};
   const PayloadDtype dtypes[2] = {kBF16, kFP8};
   for (int i = 0; i < 2; ++i) {
-    RankState st;
+    RankState st(TransportOnly());  // counts what the transport is given
     t.ResetCount();
     CheckedRound(t, st, s, ReplicaPolicy::kBalance, dtypes[i], kBF16, "bytes");
     const DispatchTraffic& traffic = st.dispatcher.last_traffic();
@@ -651,7 +665,7 @@ void CaseEagerSizeAdapts(Transport& t) {
   const Scenario small = fixed(256);            // F32: 1 KiB rows, over 4 KiB per peer
   const Scenario large = fixed(4096);           // BF16: 8 KiB rows, over 64 KiB per peer
   const int many = t.world_size() > 1 ? 2 : 1;  // a one-rank world sends nothing
-  RankState st;
+  RankState st(TransportOnly());                // the bound E is the transport path's
   CheckedRound(t, st, small, ReplicaPolicy::kBalance, kF32, kF32, "eager first");
   EXPECT_EQ(st.dispatcher.last_traffic().dispatch_exchanges, many);
   CheckedRound(t, st, small, ReplicaPolicy::kBalance, kF32, kF32, "eager second");
@@ -667,7 +681,7 @@ void CaseEagerSizeAdapts(Transport& t) {
   EXPECT_EQ(st.dispatcher.last_traffic().dispatch_transport_bytes,
             st.dispatcher.last_traffic().dispatch_payload_bytes);
   // With E capped at 64 KiB, messages over the cap always take two exchanges (still unpadded).
-  DispatcherOptions capped;
+  DispatcherOptions capped = TransportOnly();
   capped.max_first_exchange_bytes = 64 * 1024;
   RankState small_slots(capped);
   for (int i = 0; i < 2; ++i) {
@@ -676,6 +690,132 @@ void CaseEagerSizeAdapts(Transport& t) {
     EXPECT_EQ(small_slots.dispatcher.last_traffic().dispatch_transport_bytes,
               small_slots.dispatcher.last_traffic().dispatch_payload_bytes);
   }
+}
+
+// The shared-memory path against the transport path on the same inputs: bitwise the same
+// outputs (FP32 and BF16 APIs, integrity on and off, the experts' rows in Bf16CombineRows), and
+// in a world of several ranks the rows really went through shared memory.
+void CaseShmMatchesTransport(Transport& t) {
+  const int32_t me = t.rank();
+  const bool many = t.world_size() > 1;
+  for (uint32_t trial = 0; trial < 6; ++trial) {
+    const bool integrity = trial % 3 == 2;
+    RankState wire(TransportOnly({.integrity = integrity}));
+    RankState shm({.integrity = integrity, .shared_memory = SharedMemoryMode::kRequire});
+    ScenarioSpec spec;
+    spec.seed = 900 + trial;
+    spec.hidden = trial % 2 ? 130 : 2048;
+    spec.topk = 2 + static_cast<int32_t>(trial % 3);
+    spec.zero_tokens = [trial](int r) { return (trial + r) % 4 == 1; };
+    const Scenario s = MakeScenario(t.world_size(), spec);
+    const std::string label = "shm trial " + std::to_string(trial);
+    CheckedRound(t, wire, s, ReplicaPolicy::kBalance, kBF16, kF32, label, trial);
+    CheckedRound(t, shm, s, ReplicaPolicy::kBalance, kBF16, kF32, label, trial);
+    EXPECT_EQ(0, std::memcmp(wire.out.data(), shm.out.data(), 4 * wire.out.size())) << label;
+    EXPECT_EQ(shm.dispatcher.last_traffic().dispatch_shared_memory, many) << label;
+    EXPECT_FALSE(wire.dispatcher.last_traffic().dispatch_shared_memory) << label;
+    // BF16 in place: rows written into the dispatcher's buffer (the shared combine area), summed
+    // by the sources from there; both paths again.
+    std::vector<uint16_t> xb(s.x[me].size());
+    for (size_t i = 0; i < xb.size(); ++i) xb[i] = F32ToBf16(s.x[me][i]);
+    auto layout = ComputeDispatchLayout(s.idx[me].data(), s.weights[me].data(), s.tokens[me],
+                                        s.topk, s.placement, ReplicaPolicy::kBalance, me);
+    ASSERT_TRUE(layout.ok());
+    std::vector<uint16_t> outs[2];
+    RankState* states[2] = {&wire, &shm};
+    for (int i = 0; i < 2; ++i) {
+      RankState& st = *states[i];
+      ASSERT_TRUE(
+          st.dispatcher
+              .DispatchBf16(t, trial, *layout, xb.data(), spec.hidden, OpDeadline(), &st.received)
+              .ok());
+      uint16_t* rows = st.dispatcher.Bf16CombineRows();
+      ASSERT_NE(rows, nullptr);
+      for (int64_t r = 0; r < st.received.num_rows(); ++r) {
+        for (int64_t k = 0; k < spec.hidden; ++k) {  // an "expert": 2x + 1, in BF16
+          const float v = Bf16ToF32(st.received.row_bf16(r)[k]);
+          rows[r * spec.hidden + k] = F32ToBf16(2.0f * v + 1.0f);
+        }
+      }
+      outs[i].resize(xb.size());
+      const Status status = st.dispatcher.CombineBf16(t, rows, OpDeadline(), outs[i].data());
+      ASSERT_TRUE(status.ok()) << label << ": " << status.ToString();
+    }
+    EXPECT_EQ(outs[0], outs[1]) << label;
+    EXPECT_EQ(shm.dispatcher.last_traffic().combine_shared_memory, many) << label;
+    EXPECT_EQ(shm.dispatcher.last_traffic().combine_transport_bytes, 0) << label;
+  }
+}
+
+// Messages that outgrow the shared-memory slots (or combine rows the combine area) go through the
+// transport once, with every rank agreeing, and the next call rebuilds the channel to fit them.
+void CaseShmGrowsWhenOutgrown(Transport& t) {
+  RankState st({.shared_memory = SharedMemoryMode::kRequire});
+  ScenarioSpec small_spec;
+  small_spec.seed = 41;
+  small_spec.hidden = 16;
+  small_spec.zero_tokens = [](int) { return false; };
+  const Scenario small = MakeScenario(t.world_size(), small_spec);
+  ScenarioSpec large_spec = small_spec;
+  large_spec.hidden = 4096;
+  const Scenario large = MakeScenario(t.world_size(), large_spec);
+  CheckedRound(t, st, small, ReplicaPolicy::kBalance, kBF16, kBF16, "small");
+  EXPECT_TRUE(st.dispatcher.last_traffic().dispatch_shared_memory);
+  CheckedRound(t, st, large, ReplicaPolicy::kBalance, kBF16, kBF16, "large, first");
+  EXPECT_FALSE(st.dispatcher.last_traffic().dispatch_shared_memory);  // over the transport
+  EXPECT_GT(st.dispatcher.last_traffic().dispatch_transport_bytes, 0);
+  for (int i = 0; i < 2; ++i) {
+    CheckedRound(t, st, large, ReplicaPolicy::kBalance, kBF16, kBF16, "large, again");
+    EXPECT_TRUE(st.dispatcher.last_traffic().dispatch_shared_memory) << i;
+    EXPECT_TRUE(st.dispatcher.last_traffic().combine_shared_memory) << i;
+  }
+  // F32 combine rows are twice the BF16 rows the combine area was sized for.
+  CheckedRound(t, st, large, ReplicaPolicy::kBalance, kBF16, kF32, "f32 combine, first");
+  EXPECT_TRUE(st.dispatcher.last_traffic().dispatch_shared_memory);
+  EXPECT_FALSE(st.dispatcher.last_traffic().combine_shared_memory);
+  EXPECT_GT(st.dispatcher.last_traffic().combine_transport_bytes, 0);
+  CheckedRound(t, st, large, ReplicaPolicy::kBalance, kBF16, kF32, "f32 combine, again");
+  EXPECT_TRUE(st.dispatcher.last_traffic().combine_shared_memory);
+  EXPECT_EQ(st.dispatcher.last_traffic().combine_transport_bytes, 0);
+}
+
+// A rank that fails a shared-memory step on its own (bad arguments) tells the others, whose call
+// fails at once naming it (Cancelled, or FailedPrecondition when it has already gone on to the
+// next step); the next round works on every rank. A second
+// Combine of one Dispatch waits until every source has read the first.
+void CaseShmRejoinsAfterAFailedStep(Transport& t) {
+  const int me = t.rank();
+  RankState st({.shared_memory = SharedMemoryMode::kRequire});
+  ScenarioSpec spec;
+  spec.seed = 43;
+  spec.hidden = 24;
+  const Scenario s = MakeScenario(t.world_size(), spec);
+  CheckedRound(t, st, s, ReplicaPolicy::kBalance, kBF16, kF32, "before");
+  auto layout = ComputeDispatchLayout(s.idx[me].data(), s.weights[me].data(), s.tokens[me], s.topk,
+                                      s.placement, ReplicaPolicy::kBalance, me);
+  ASSERT_TRUE(layout.ok());
+  const Status status =
+      st.dispatcher.Dispatch(t, 5, *layout, s.x[me].data(), me == 0 ? 0 : 24, kBF16,
+                             Deadline::After(std::chrono::milliseconds(200)), &st.received);
+  if (me == 0) {
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+  } else {
+    // Cancelled when it reads rank 0's abandoned step, FailedPrecondition when rank 0 has already
+    // gone on to the next one.
+    EXPECT_TRUE(status.code() == StatusCode::kCancelled ||
+                status.code() == StatusCode::kFailedPrecondition)
+        << status.ToString();
+    EXPECT_TRUE(HasText(status, "abandoned the step") || HasText(status, "already past step"))
+        << status.ToString();
+    EXPECT_TRUE(HasText(status, ": rank 0 ") || HasText(status, ": ranks 0, "))
+        << status.ToString();
+    EXPECT_TRUE(HasText(status, "dispatch layer 5 (shared memory)")) << status.ToString();
+  }
+  CheckedRound(t, st, s, ReplicaPolicy::kBalance, kBF16, kF32, "after");
+  // Combine twice for the same Dispatch: the same result both times.
+  std::vector<float> first = st.out;
+  ASSERT_TRUE(st.dispatcher.Combine(t, st.row_out.data(), kF32, OpDeadline(), st.out.data()).ok());
+  EXPECT_EQ(first, st.out);
 }
 
 struct DispatchCase {
@@ -697,6 +837,9 @@ const std::vector<DispatchCase>& DispatchCases() {
       {"Fp8MovesHalfTheBytes", 1, CaseFp8MovesHalfTheBytes},
       {"EagerSizeAdapts", 1, CaseEagerSizeAdapts},
       {"Bf16InPlaceMatchesF32Api", 1, CaseBf16InPlaceMatchesF32Api},
+      {"ShmMatchesTransport", 1, CaseShmMatchesTransport},
+      {"ShmGrowsWhenOutgrown", 2, CaseShmGrowsWhenOutgrown},
+      {"ShmRejoinsAfterAFailedStep", 2, CaseShmRejoinsAfterAFailedStep},
   };
   return cases;
 }
@@ -711,24 +854,40 @@ void PrintTo(const DispatchCase& c, std::ostream* os) { *os << c.name; }
 using testing::AllRanks;
 using testing::RunRanks;
 
-class LocalDispatch : public ::testing::TestWithParam<std::tuple<DispatchCase, int>> {};
+class LocalDispatch
+    : public ::testing::TestWithParam<std::tuple<DispatchCase, int, SharedMemoryMode>> {};
 
 TEST_P(LocalDispatch, Runs) {
-  const auto& [test_case, world_size] = GetParam();
+  const auto& [test_case, world_size, mode] = GetParam();
+  g_shm_mode = mode;
   testing::RunCaseOnLocalWorld(test_case, world_size);
+  g_shm_mode = SharedMemoryMode::kOff;
 }
 
-INSTANTIATE_TEST_SUITE_P(Suite, LocalDispatch,
-                         ::testing::Combine(::testing::ValuesIn(DispatchCases()),
-                                            ::testing::Values(1, 2, 4)),
-                         [](const ::testing::TestParamInfo<LocalDispatch::ParamType>& info) {
-                           return CaseName(std::get<0>(info.param)) + "_" +
-                                  std::to_string(std::get<1>(info.param)) + "ranks";
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Suite, LocalDispatch,
+    ::testing::Combine(::testing::ValuesIn(DispatchCases()), ::testing::Values(1, 2, 4),
+                       ::testing::Values(SharedMemoryMode::kOff, SharedMemoryMode::kRequire)),
+    [](const ::testing::TestParamInfo<LocalDispatch::ParamType>& info) {
+      return CaseName(std::get<0>(info.param)) + "_" + std::to_string(std::get<1>(info.param)) +
+             "ranks_" + (std::get<2>(info.param) == SharedMemoryMode::kOff ? "transport" : "shm");
+    });
 
 // Rank 3 never joins: the others' Dispatch fails within its deadline naming it. Then every rank
 // dispatches but rank 2 never combines: the others' Combine names rank 2.
-TEST(DispatchDeadlineTest, MissingRankIsNamed) {
+class DispatchDeadlineTest : public ::testing::TestWithParam<SharedMemoryMode> {
+ protected:
+  void SetUp() override { g_shm_mode = GetParam(); }
+  void TearDown() override { g_shm_mode = SharedMemoryMode::kOff; }
+};
+
+INSTANTIATE_TEST_SUITE_P(Paths, DispatchDeadlineTest,
+                         ::testing::Values(SharedMemoryMode::kOff, SharedMemoryMode::kRequire),
+                         [](const ::testing::TestParamInfo<SharedMemoryMode>& info) {
+                           return info.param == SharedMemoryMode::kOff ? "transport" : "shm";
+                         });
+
+TEST_P(DispatchDeadlineTest, MissingRankIsNamed) {
   using std::chrono::milliseconds;
   auto world = MakeLocalWorld(4);
   ASSERT_TRUE(world.ok());
@@ -736,7 +895,7 @@ TEST(DispatchDeadlineTest, MissingRankIsNamed) {
   spec.hidden = 7;
   const Scenario s = MakeScenario(4, spec);
   RunRanks(**world, {0, 1, 2}, [&](int me, Transport& t) {
-    Dispatcher dispatcher;
+    Dispatcher dispatcher(Opts());
     ReceivedTokens received;
     auto layout = ComputeDispatchLayout(s.idx[me].data(), s.weights[me].data(), s.tokens[me],
                                         s.topk, s.placement, ReplicaPolicy::kBalance, me);
@@ -776,13 +935,14 @@ TEST(DispatchDeadlineTest, MissingRankIsNamed) {
 // it within the deadline; the rows buffer they wrote is kept alive for the transport (quarantined)
 // and Bf16CombineRows() hands out a fresh one, so the next step (on a fresh world, as a restarted
 // step would be) works with the same dispatchers.
-TEST(DispatchDeadlineTest, InPlaceCombineNamesMissingRank) {
+TEST_P(DispatchDeadlineTest, InPlaceCombineNamesMissingRank) {
   using std::chrono::milliseconds;
   ScenarioSpec spec;
   spec.hidden = 64;
   spec.zero_tokens = [](int) { return false; };
   const Scenario s = MakeScenario(3, spec);
-  std::vector<Dispatcher> dispatchers(3);
+  std::vector<Dispatcher> dispatchers;
+  for (int r = 0; r < 3; ++r) dispatchers.emplace_back(Opts());
   for (int step = 0; step < 2; ++step) {
     auto world = MakeLocalWorld(3);
     ASSERT_TRUE(world.ok());
@@ -827,20 +987,27 @@ TEST(DispatchDeadlineTest, InPlaceCombineNamesMissingRank) {
 
 // ---- MPI backend: this process is one rank (under mpirun). ----
 
-class MpiDispatch : public ::testing::TestWithParam<DispatchCase> {};
+class MpiDispatch : public ::testing::TestWithParam<std::tuple<DispatchCase, SharedMemoryMode>> {};
 
 TEST_P(MpiDispatch, Runs) {
   if (!testing::MpiTransport()) GTEST_SKIP() << testing::MpiSkipReason();
-  const DispatchCase& test_case = GetParam();
+  const auto& [test_case, mode] = GetParam();
   if (testing::MpiTransport()->world_size() < test_case.min_world_size) {
     GTEST_SKIP() << test_case.name << " needs " << test_case.min_world_size << " ranks";
   }
+  g_shm_mode = mode;
   test_case.body(*testing::MpiTransport());
+  g_shm_mode = SharedMemoryMode::kOff;
 }
 
-INSTANTIATE_TEST_SUITE_P(Suite, MpiDispatch, ::testing::ValuesIn(DispatchCases()),
-                         [](const ::testing::TestParamInfo<DispatchCase>& info) {
-                           return CaseName(info.param);
+INSTANTIATE_TEST_SUITE_P(Suite, MpiDispatch,
+                         ::testing::Combine(::testing::ValuesIn(DispatchCases()),
+                                            ::testing::Values(SharedMemoryMode::kOff,
+                                                              SharedMemoryMode::kRequire)),
+                         [](const ::testing::TestParamInfo<MpiDispatch::ParamType>& info) {
+                           return CaseName(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) == SharedMemoryMode::kOff ? "_transport"
+                                                                                     : "_shm");
                          });
 
 #endif  // SWITCHYARD_DISPATCH_TEST_MPI

@@ -37,6 +37,10 @@ struct FaultScenario {
   int64_t hidden = 64;
   int64_t tokens = 8;
   std::chrono::milliseconds deadline{500};
+  // The dispatcher's shared-memory path (SharedMemoryMode::kRequire) instead of the transport:
+  // one good round first (it sets the channel up over the transport), then `act` runs on the
+  // victim just before its Dispatch (at_call 0) or its Combine (at_call 1) of the second round.
+  bool shared_memory = false;
 };
 
 struct FaultOutcome {
@@ -51,7 +55,7 @@ inline FaultOutcome RunFaultRound(Transport& inner, const FaultScenario& sc,
                                   const std::function<void()>& act) {
   FaultyTransport t(inner);
   const int n = t.world_size(), me = t.rank();
-  if (me == sc.victim) t.OnCall(sc.at_call, act);
+  if (me == sc.victim && !sc.shared_memory) t.OnCall(sc.at_call, act);
   const ExpertPlacement placement = ExpertPlacement::Contiguous(2 * n, n);
   std::vector<int32_t> idx;
   std::vector<float> weights, x(sc.tokens * sc.hidden);
@@ -69,17 +73,37 @@ inline FaultOutcome RunFaultRound(Transport& inner, const FaultScenario& sc,
     o.status = layout.status();
     return o;
   }
-  Dispatcher dispatcher;
+  DispatcherOptions options;
+  options.shared_memory = sc.shared_memory ? SharedMemoryMode::kRequire : SharedMemoryMode::kOff;
+  Dispatcher dispatcher(options);
   ReceivedTokens received;
+  std::vector<float> row_out, out(x.size());
+  if (sc.shared_memory) {  // the good round
+    const Deadline d = Deadline::After(std::chrono::seconds(20));
+    o.status =
+        dispatcher.Dispatch(t, 0, *layout, x.data(), sc.hidden, PayloadDtype::kBF16, d, &received);
+    if (o.status.ok()) {
+      row_out = received.rows;
+      o.status = dispatcher.Combine(t, row_out.data(), PayloadDtype::kBF16, d, out.data());
+    }
+    if (!o.status.ok()) return o;
+    if (!dispatcher.last_traffic().combine_shared_memory) {
+      o.status = InternalError("the good round did not go through shared memory");
+      return o;
+    }
+  }
+  const bool act_here = me == sc.victim && sc.shared_memory;
   auto start = TransportClock::now();
   auto seconds = [&start] {
     return std::chrono::duration<double>(TransportClock::now() - start).count();
   };
-  o.status = dispatcher.Dispatch(t, 0, *layout, x.data(), sc.hidden, PayloadDtype::kBF16,
+  if (act_here && sc.at_call == 0) act();
+  o.status = dispatcher.Dispatch(t, 1, *layout, x.data(), sc.hidden, PayloadDtype::kBF16,
                                  Deadline::After(sc.deadline), &received);
   o.elapsed_s = seconds();
   if (!o.status.ok()) return o;
-  std::vector<float> row_out(received.rows), out(x.size());
+  row_out = received.rows;
+  if (act_here && sc.at_call == 1) act();
   start = TransportClock::now();
   o.status = dispatcher.Combine(t, row_out.data(), PayloadDtype::kBF16,
                                 Deadline::After(sc.deadline), out.data());

@@ -31,6 +31,8 @@ struct Case {
   Fault fault;
   int at_call;
   int64_t hidden, tokens;
+  bool shared_memory =
+      false;  // FaultScenario::shared_memory: act before dispatch (0) / combine (1)
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -45,6 +47,7 @@ TEST_P(LocalFault, SurvivorsNameTheVictim) {
   sc.at_call = c.at_call;
   sc.hidden = c.hidden;
   sc.tokens = c.tokens;
+  sc.shared_memory = c.shared_memory;
   // A kill must be noticed at once, long before the deadline; a stall only at the deadline.
   sc.deadline = c.fault == Fault::kKill ? milliseconds(20000) : milliseconds(300);
   auto world = MakeLocalWorld(kRanks);
@@ -73,16 +76,19 @@ TEST_P(LocalFault, SurvivorsNameTheVictim) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, LocalFault,
-                         ::testing::Values(Case{"StallInDispatch", Fault::kStall, 0, 64, 8},
-                                           Case{"StallInCombine", Fault::kStall, 1, 64, 8},
-                                           Case{"StallMidDispatch", Fault::kStall, 1, 2048, 64},
-                                           Case{"KillInDispatch", Fault::kKill, 0, 64, 8},
-                                           Case{"KillInCombine", Fault::kKill, 1, 64, 8},
-                                           Case{"KillMidDispatch", Fault::kKill, 1, 2048, 64}),
-                         [](const ::testing::TestParamInfo<Case>& info) {
-                           return std::string(info.param.name);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Cases, LocalFault,
+    ::testing::Values(Case{"StallInDispatch", Fault::kStall, 0, 64, 8},
+                      Case{"StallInCombine", Fault::kStall, 1, 64, 8},
+                      Case{"StallMidDispatch", Fault::kStall, 1, 2048, 64},
+                      Case{"KillInDispatch", Fault::kKill, 0, 64, 8},
+                      Case{"KillInCombine", Fault::kKill, 1, 64, 8},
+                      Case{"KillMidDispatch", Fault::kKill, 1, 2048, 64},
+                      Case{"ShmStallInDispatch", Fault::kStall, 0, 64, 8, true},
+                      Case{"ShmStallInCombine", Fault::kStall, 1, 64, 8, true},
+                      Case{"ShmKillInDispatch", Fault::kKill, 0, 64, 8, true},
+                      Case{"ShmKillInCombine", Fault::kKill, 1, 64, 8, true}),
+    [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace switchyard

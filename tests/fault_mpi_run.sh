@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs fault_mpi_test under mpirun for every phase (dispatch, mid, combine) of one fault kind and
+# Runs fault_mpi_test under mpirun for every phase (dispatch, mid, combine over the transport;
+# shm-dispatch, shm-combine on the dispatcher's shared-memory path) of one fault kind and
 # judges by the survivors' report lines (fault_mpi_test.cc): exactly NP-1 "FAULT PASS" lines and
 # no "FAULT FAIL" per run. --enable-recovery keeps Open MPI 4.1's mpirun from tearing the job down
 # when the victim dies, so every survivor gets to report; `timeout` is the hard limit per run.
@@ -7,7 +8,7 @@
 set -u
 mpirun=$1 binary=$2 np=$3 fault=$4 backend=${5:-mpi}
 status=0
-for at in dispatch mid combine; do
+for at in dispatch mid combine shm-dispatch shm-combine; do
   out=$(timeout 60 "$mpirun" --enable-recovery --oversubscribe -np "$np" "$binary" \
         --fault "$fault" --at "$at" --deadline-ms 1000 --backend "$backend" 2>&1)
   rc=$?

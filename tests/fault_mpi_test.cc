@@ -35,10 +35,12 @@ int main(int argc, char** argv) {
     if (arg == "--backend") backend = argv[i + 1];
   }
   if ((fault != "stall" && fault != "kill") ||
-      (at != "dispatch" && at != "mid" && at != "combine") || deadline_ms <= 0 ||
-      (backend != "mpi" && backend != "ucx")) {
+      (at != "dispatch" && at != "mid" && at != "combine" && at != "shm-dispatch" &&
+       at != "shm-combine") ||
+      deadline_ms <= 0 || (backend != "mpi" && backend != "ucx")) {
     std::fprintf(stderr,
-                 "usage: fault_mpi_test --fault stall|kill --at dispatch|mid|combine "
+                 "usage: fault_mpi_test --fault stall|kill --at "
+                 "dispatch|mid|combine|shm-dispatch|shm-combine "
                  "[--deadline-ms N] [--backend mpi|ucx]\n");
     return 2;
   }
@@ -57,6 +59,10 @@ int main(int argc, char** argv) {
     sc.tokens = 64;
   }
   sc.at_call = at == "dispatch" ? 0 : (at == "mid" ? 1 : (sc.hidden >= 1024 ? 2 : 1));
+  if (at.rfind("shm-", 0) == 0) {  // the shared-memory path: before its Dispatch / Combine
+    sc.shared_memory = true;
+    sc.at_call = at == "shm-dispatch" ? 0 : 1;
+  }
   const bool kill = fault == "kill";
   const testing::FaultOutcome o = testing::RunFaultRound(*t, sc, [&] {
     if (kill) {

@@ -48,14 +48,28 @@ int64_t CombineMessageBytes(int64_t rows, int64_t hidden, PayloadDtype dtype, bo
 StatusOr<DispatcherOptions> DispatcherOptions::FromEnv() {
   DispatcherOptions o;
   const char* v = std::getenv("SWITCHYARD_INTEGRITY");
-  if (v == nullptr || *v == '\0') return o;
-  const std::string s = v;
-  if (s == "1" || s == "true" || s == "on") {
-    o.integrity = true;
-  } else if (s == "0" || s == "false" || s == "off") {
-    o.integrity = false;
-  } else {
-    return InvalidArgumentError("SWITCHYARD_INTEGRITY=" + s + ": expected 1|0|true|false|on|off");
+  if (v != nullptr && *v != '\0') {
+    const std::string s = v;
+    if (s == "1" || s == "true" || s == "on") {
+      o.integrity = true;
+    } else if (s == "0" || s == "false" || s == "off") {
+      o.integrity = false;
+    } else {
+      return InvalidArgumentError("SWITCHYARD_INTEGRITY=" + s + ": expected 1|0|true|false|on|off");
+    }
+  }
+  v = std::getenv("SWITCHYARD_DISPATCH_SHM");
+  if (v != nullptr && *v != '\0') {
+    const std::string s = v;
+    if (s == "auto") {
+      o.shared_memory = SharedMemoryMode::kAuto;
+    } else if (s == "off" || s == "0" || s == "false") {
+      o.shared_memory = SharedMemoryMode::kOff;
+    } else if (s == "on" || s == "1" || s == "true") {
+      o.shared_memory = SharedMemoryMode::kRequire;
+    } else {
+      return InvalidArgumentError("SWITCHYARD_DISPATCH_SHM=" + s + ": expected auto|off|on");
+    }
   }
   return o;
 }
@@ -120,16 +134,28 @@ Status Dispatcher::DispatchImpl(Transport& t, int64_t layer, const DispatchLayou
   }
   if (!bad.ok()) {
     eager_bytes_ = kInitialEagerBytes;  // the peers' calls fail too (they wait for this rank)
+    if (shm_ != nullptr) ShmAbandonDispatch();  // the peers fail at once, naming this rank
     return bad;
   }
-  const Status exchanged =
-      Exchange(t, layer, layout, hidden_states, bf16_states, hidden, dtype, deadline);
+  traffic_.dispatch_shared_memory = false;
+  Status exchanged = SetUpSharedMemory(t, layer, layout, hidden, dtype, deadline);
+  bool moved = false;
+  if (exchanged.ok() && shm_ != nullptr) {
+    exchanged =
+        ShmExchange(t, layer, layout, hidden_states, bf16_states, hidden, dtype, deadline, &moved);
+  }
+  if (exchanged.ok() && !moved) {
+    exchanged = Exchange(t, layer, layout, hidden_states, bf16_states, hidden, dtype, deadline);
+    if (!exchanged.ok()) {
+      Quarantine(std::move(send_buf_));
+      Quarantine(std::move(recv_buf_));
+    }
+  }
   if (!exchanged.ok()) {
     eager_bytes_ = kInitialEagerBytes;
-    Quarantine(std::move(send_buf_));
-    Quarantine(std::move(recv_buf_));
     return exchanged;
   }
+  traffic_.dispatch_shared_memory = moved;
 
   // Every exchange is done (the world is in step); now judge what the peers sent.
   std::vector<int> malformed, disagree;
@@ -180,70 +206,19 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
                             const float* x, const uint16_t* xb, int64_t hidden, PayloadDtype dtype,
                             Deadline deadline) {
   const int n = t.world_size(), me = t.rank();
-  const bool integrity = options_.integrity;
-  const auto codec = ToCodec(dtype);
-  const int64_t rb = dispatch_codec::RowBytes(codec, hidden);
+  const int64_t rb = dispatch_codec::RowBytes(ToCodec(dtype), hidden);
   const int64_t cap = EagerCap(options_.max_first_exchange_bytes, n);
   const int64_t eager = std::min(eager_bytes_, cap);
   auto context = [layer] { return "dispatch layer " + std::to_string(layer); };
 
   // Send side: one slot per peer, header + body bytes; nothing for this rank itself.
-  send_slot_.assign(n, 0);
-  send_msg_.assign(n, 0);
-  int64_t my_max = 0, send_total = 0;
-  for (int p = 0; p < n; ++p) {
-    if (p == me) continue;
-    const int64_t first = layout.rank_prefix[p], last = layout.rank_prefix[p + 1];
-    const Body b = BodyLayout(last - first, layout.entry_prefix[last] - layout.entry_prefix[first],
-                              rb, integrity);
-    my_max = std::max(my_max, b.total);
-    send_slot_[p] = send_total;
-    send_msg_[p] = kHeaderBytes + b.total;
-    send_total += send_msg_[p];
-    traffic_.dispatch_payload_bytes += kHeaderBytes + b.total;
-  }
+  const int64_t my_max = PlanMessages(me, layout, rb);
+  int64_t send_total = 0;
+  for (int p = 0; p < n; ++p) send_total += send_msg_[p];
   if (static_cast<int64_t>(send_buf_.size()) < send_total) send_buf_.resize(send_total);
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
-    const int64_t first = layout.rank_prefix[p], last = layout.rank_prefix[p + 1];
-    const int64_t rows = last - first, e0 = layout.entry_prefix[first];
-    const int64_t entries = layout.entry_prefix[last] - e0;
-    const Body b = BodyLayout(rows, entries, rb, integrity);
-    std::byte* msg = send_buf_.data() + send_slot_[p];
-    int64_t h[kHeaderWords] = {
-        rows,    entries, hidden, static_cast<int64_t>(dtype) | (int64_t{integrity} << 8),
-        b.total, my_max,  layer,  0};
-    if (integrity) h[kCheck] = static_cast<int64_t>(HeaderChecksum(h));
-    std::memcpy(msg, h, kHeaderBytes);
-    std::byte* body = msg + kHeaderBytes;
-    for (int64_t row = first; row < last; ++row) {
-      const int64_t tok = layout.row_token_idx[row];
-      if (xb != nullptr) {  // BF16 in: already the transit format (null only without rows)
-        std::memcpy(body + (row - first) * rb, xb + tok * hidden, rb);
-      } else {
-        dispatch_codec::EncodeRow(x + tok * hidden, hidden, codec, body + (row - first) * rb);
-      }
-    }
-    std::memset(body + rows * rb, 0, b.meta - rows * rb);
-    for (int64_t row = first; row < last; ++row) {
-      const int32_t meta[2] = {
-          static_cast<int32_t>(layout.row_token_idx[row]),
-          static_cast<int32_t>(layout.entry_prefix[row + 1] - layout.entry_prefix[row])};
-      std::memcpy(body + b.meta + 8 * (row - first), meta, 8);
-    }
-    if (entries > 0) {
-      std::memcpy(body + b.experts, layout.entry_local_expert.data() + e0, 4 * entries);
-      std::memcpy(body + b.weights, layout.entry_weight.data() + e0, 4 * entries);
-    }
-    if (!integrity) continue;
-    for (int64_t i = 0; i < rows; ++i) {
-      const int64_t row = first + i, ej = layout.entry_prefix[row] - e0;
-      int32_t meta[2];
-      std::memcpy(meta, body + b.meta + 8 * i, 8);
-      const uint64_t c = DispatchRowChecksum(layer, meta[0], meta[1], body + b.experts + 4 * ej,
-                                             body + b.weights + 4 * ej, body + i * rb, rb);
-      std::memcpy(body + b.checks + 8 * i, &c, 8);
-    }
+    PackMessage(p, layer, layout, x, xb, hidden, dtype, my_max, send_buf_.data() + send_slot_[p]);
   }
 
   // (1) Every message up to E bytes (all of it when it fits, else its first E bytes), received
@@ -286,19 +261,7 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
       continue;
     }
     std::memcpy(h, recv_buf_.data() + recv_offsets_[p], kHeaderBytes);
-    const bool checked =
-        !((h[kDtypeWord] >> 8) & 1) || h[kCheck] == static_cast<int64_t>(HeaderChecksum(h));
-    const int64_t d = h[kDtypeWord] & 0xff;
-    const int64_t h_rb = h[kHidden] > 0 && h[kHidden] <= (int64_t{1} << 30) && ValidDtype(d)
-                             ? dispatch_codec::RowBytes(ToCodec(PayloadDtype(d)), h[kHidden])
-                             : -1;
-    const bool sane =
-        checked && h_rb > 0 && h[kRows] >= 0 && h[kEntries] >= 0 && (h[kDtypeWord] >> 9) == 0 &&
-        h[kRows] <= (int64_t{1} << 40) / h_rb && h[kEntries] <= (int64_t{1} << 40) &&
-        h[kMaxBody] >= h[kBody] &&
-        h[kBody] == BodyLayout(h[kRows], h[kEntries], h_rb, (h[kDtypeWord] >> 8) & 1).total &&
-        recv_sizes_[p] == std::min(eager, kHeaderBytes + h[kBody]);
-    if (!sane) {
+    if (!SaneHeader(h) || recv_sizes_[p] != std::min(eager, kHeaderBytes + h[kBody])) {
       h[kRows] = -1;
       h[kBody] = eager - kHeaderBytes;
       continue;
@@ -341,11 +304,96 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
     for (int p = 0; p < n; ++p) recv_slot_[p] = recv_offsets_[p];
   }
   eager_bytes_ = NextEagerBytes(max_body, cap);
+  recv_msg_.assign(n, nullptr);
+  for (int p = 0; p < n; ++p) {
+    if (p != me) recv_msg_[p] = recv_buf_.data() + recv_slot_[p];
+  }
   return OkStatus();
 }
 
+int64_t Dispatcher::PlanMessages(int me, const DispatchLayout& layout, int64_t row_bytes) {
+  const int n = layout.world_size;
+  send_slot_.assign(n, 0);
+  send_msg_.assign(n, 0);
+  int64_t my_max = 0, total = 0;
+  for (int p = 0; p < n; ++p) {
+    if (p == me) continue;
+    const int64_t first = layout.rank_prefix[p], last = layout.rank_prefix[p + 1];
+    const Body b = BodyLayout(last - first, layout.entry_prefix[last] - layout.entry_prefix[first],
+                              row_bytes, options_.integrity);
+    my_max = std::max(my_max, b.total);
+    send_slot_[p] = total;
+    send_msg_[p] = kHeaderBytes + b.total;
+    total += send_msg_[p];
+  }
+  traffic_.dispatch_payload_bytes = total;
+  return my_max;
+}
+
+void Dispatcher::PackMessage(int p, int64_t layer, const DispatchLayout& layout, const float* x,
+                             const uint16_t* xb, int64_t hidden, PayloadDtype dtype, int64_t my_max,
+                             std::byte* msg) const {
+  const bool integrity = options_.integrity;
+  const auto codec = ToCodec(dtype);
+  const int64_t rb = dispatch_codec::RowBytes(codec, hidden);
+  const int64_t first = layout.rank_prefix[p], last = layout.rank_prefix[p + 1];
+  const int64_t rows = last - first, e0 = layout.entry_prefix[first];
+  const int64_t entries = layout.entry_prefix[last] - e0;
+  const Body b = BodyLayout(rows, entries, rb, integrity);
+  int64_t h[kHeaderWords] = {
+      rows,    entries, hidden, static_cast<int64_t>(dtype) | (int64_t{integrity} << 8),
+      b.total, my_max,  layer,  0};
+  if (integrity) h[kCheck] = static_cast<int64_t>(HeaderChecksum(h));
+  std::memcpy(msg, h, kHeaderBytes);
+  std::byte* body = msg + kHeaderBytes;
+  for (int64_t row = first; row < last; ++row) {
+    const int64_t tok = layout.row_token_idx[row];
+    if (xb != nullptr) {  // BF16 in: already the transit format (null only without rows)
+      std::memcpy(body + (row - first) * rb, xb + tok * hidden, rb);
+    } else {
+      dispatch_codec::EncodeRow(x + tok * hidden, hidden, codec, body + (row - first) * rb);
+    }
+  }
+  std::memset(body + rows * rb, 0, b.meta - rows * rb);
+  for (int64_t row = first; row < last; ++row) {
+    const int32_t meta[2] = {
+        static_cast<int32_t>(layout.row_token_idx[row]),
+        static_cast<int32_t>(layout.entry_prefix[row + 1] - layout.entry_prefix[row])};
+    std::memcpy(body + b.meta + 8 * (row - first), meta, 8);
+  }
+  if (entries > 0) {
+    std::memcpy(body + b.experts, layout.entry_local_expert.data() + e0, 4 * entries);
+    std::memcpy(body + b.weights, layout.entry_weight.data() + e0, 4 * entries);
+  }
+  if (!integrity) return;
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t row = first + i, ej = layout.entry_prefix[row] - e0;
+    int32_t meta[2];
+    std::memcpy(meta, body + b.meta + 8 * i, 8);
+    const uint64_t c = DispatchRowChecksum(layer, meta[0], meta[1], body + b.experts + 4 * ej,
+                                           body + b.weights + 4 * ej, body + i * rb, rb);
+    std::memcpy(body + b.checks + 8 * i, &c, 8);
+  }
+}
+
+bool Dispatcher::SaneHeader(int64_t* h) {
+  const bool checked =
+      !((h[kDtypeWord] >> 8) & 1) || h[kCheck] == static_cast<int64_t>(HeaderChecksum(h));
+  const int64_t d = h[kDtypeWord] & 0xff;
+  const int64_t h_rb = h[kHidden] > 0 && h[kHidden] <= (int64_t{1} << 30) && ValidDtype(d)
+                           ? dispatch_codec::RowBytes(ToCodec(PayloadDtype(d)), h[kHidden])
+                           : -1;
+  const bool sane =
+      checked && h_rb > 0 && h[kRows] >= 0 && h[kEntries] >= 0 && (h[kDtypeWord] >> 9) == 0 &&
+      h[kRows] <= (int64_t{1} << 40) / h_rb && h[kEntries] <= (int64_t{1} << 40) &&
+      h[kMaxBody] >= h[kBody] &&
+      h[kBody] == BodyLayout(h[kRows], h[kEntries], h_rb, (h[kDtypeWord] >> 8) & 1).total;
+  if (!sane) h[kRows] = -1;
+  return sane;
+}
+
 Status Dispatcher::VerifyDispatchRows(int me, int64_t layer) {
-  const int n = static_cast<int>(recv_slot_.size());
+  const int n = static_cast<int>(recv_msg_.size());
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
     const int64_t* h = &peer_header_[kHeaderWords * p];
@@ -353,7 +401,7 @@ Status Dispatcher::VerifyDispatchRows(int me, int64_t layer) {
     const auto codec = ToCodec(PayloadDtype(h[kDtypeWord] & 0xff));
     const int64_t rb = dispatch_codec::RowBytes(codec, h[kHidden]);
     const Body b = BodyLayout(rows, entries, rb, true);
-    const std::byte* body = recv_buf_.data() + recv_slot_[p] + kHeaderBytes;
+    const std::byte* body = recv_msg_[p] + kHeaderBytes;
     int64_t seen = 0;
     for (int64_t i = 0; i < rows; ++i) {
       int32_t meta[2];

@@ -33,6 +33,24 @@
 // Combine is one AllToAllV (rows, plus a checksum per row in integrity mode) whose sizes both
 // sides know from the dispatch.
 //
+// Shared memory (DispatcherOptions::shared_memory, SWITCHYARD_DISPATCH_SHM; default auto): when
+// every rank runs on one host, the first Dispatch sets up a ShmChannel (transport/shm/: one
+// /dev/shm segment per rank, mapped by all, three small exchanges over the transport once) and
+// from then on no row goes through the transport. Dispatch: every rank announces that it has
+// entered the call (so its slots are free) and whether its messages fit the slots; then each
+// sender writes its message (the same bytes as on the wire above) straight into its slot in the
+// receiver's segment, the only copy, and announces it; receivers read their slots in place.
+// Combine: each rank's experts' rows sit in its combine area (Bf16CombineRows() points there, so
+// the rows are written once, by the experts) and each source sums its tokens reading the peers'
+// rows in place: no copy at all. Every wait spins (then yields) on a sequence number until the
+// deadline: a missing peer is DeadlineExceeded naming it, a peer whose process exited is
+// Unavailable naming it (same pid namespace), a peer already at a later step is
+// FailedPrecondition. Results are bitwise the same as over the transport. A call whose messages
+// (or combine rows) do not fit goes through the transport (every rank learns it from the
+// announcements, so all agree), and the next Dispatch rebuilds the channel 1.25x larger, up to
+// max_shared_memory_bytes. Ranks on several hosts, or a /dev/shm without room, use the transport
+// (kAuto) or fail (kRequire) on every rank. last_traffic() tells which path each phase took.
+//
 // Integrity mode (DispatcherOptions::integrity, SWITCHYARD_INTEGRITY=1): the sender checksums
 // every row it sends (dispatch: the transit bytes, the token index, the entries and the layer;
 // combine: the transit bytes, the layer and the token), the receiver recomputes and fails with
@@ -61,12 +79,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "common/status.h"
 #include "transport/dispatch_codec.h"
 #include "transport/dispatch_layout.h"
+#include "transport/shm/shm_channel.h"
 #include "transport/transport.h"
 
 namespace switchyard {
@@ -96,15 +116,29 @@ int64_t DispatchMessageBytes(const DispatchLayout& layout, int me, int peer, int
                              PayloadDtype dtype, bool integrity);
 int64_t CombineMessageBytes(int64_t rows, int64_t hidden, PayloadDtype dtype, bool integrity);
 
+// Whether the dispatcher moves rows through shared memory when every rank runs on one host (see
+// "Shared memory" above).
+enum class SharedMemoryMode : int32_t {
+  kAuto = 0,     // when all ranks can map each other's segments; else the transport
+  kOff = 1,      // always the transport
+  kRequire = 2,  // shared memory or FailedPrecondition (for tests and for operators who must know)
+};
+
 struct DispatcherOptions {
   // Checksum every row in transit and verify it on receipt (see "Integrity mode" above).
   bool integrity = false;
+  // Must be the same on every rank.
+  SharedMemoryMode shared_memory = SharedMemoryMode::kAuto;
+  // Largest shared-memory segment per rank (dispatch slots and combine area, half each); calls
+  // whose messages do not fit go through the transport. The same on every rank.
+  int64_t max_shared_memory_bytes = int64_t{1} << 30;
   // Cap on the bound E of the first dispatch exchange, bytes per peer (see the wire format);
   // clamped to [1 KiB, 64 MiB] and to 256 MiB / (world - 1). Must be the same on every rank. Lower
   // it to trade a second exchange for smaller receive slots (64 KiB: the behaviour before
   // AllToAllVBounded).
   int64_t max_first_exchange_bytes = int64_t{64} << 20;
-  // Defaults, with SWITCHYARD_INTEGRITY=1|0 (also true|false, on|off) applied when set.
+  // Defaults, with SWITCHYARD_INTEGRITY=1|0 (also true|false, on|off) and
+  // SWITCHYARD_DISPATCH_SHM=auto|off|on (on = kRequire) applied when set.
   // Errors: InvalidArgument naming the variable and its value.
   static StatusOr<DispatcherOptions> FromEnv();
 };
@@ -116,6 +150,8 @@ struct DispatchTraffic {
   int64_t dispatch_transport_bytes = 0;  // what the exchanges were given (== payload: no padding)
   int dispatch_exchanges = 0;            // 1 (AllToAllVBounded) or 2 (+ an AllToAllV)
   int64_t combine_transport_bytes = 0;
+  bool dispatch_shared_memory = false;  // the rows went through shared memory, not the transport
+  bool combine_shared_memory = false;
 };
 
 // What a rank received in one Dispatch: the receiver's view.
@@ -275,6 +311,39 @@ class Dispatcher {
   void SumTokens(int me, dispatch_codec::Codec codec, int64_t rb, const uint16_t* self_b16,
                  const float* self_f32, float* out, uint16_t* out_bf16);
   Status VerifyDispatchRows(int me, int64_t layer);
+  // Combine, after the rows arrived (peer_rows_ / peer_checks_ set): integrity check, then the
+  // sum of this rank's own rows and the peers' into out / out_bf16.
+  Status VerifyCombineRows(int me, int64_t layer, int64_t rb) const;
+  void SumOwnAndPeers(int me, dispatch_codec::Codec codec, int64_t rb, const float* row_out,
+                      const uint16_t* rb16, float* out, uint16_t* out_bf16);
+  // Message sizes (send_msg_, send slots) of this rank's dispatch messages; returns the largest.
+  int64_t PlanMessages(int me, const DispatchLayout& layout, int64_t row_bytes);
+  // Writes this rank's message to `peer` (header + body, send_msg_[peer] bytes) at `msg`.
+  void PackMessage(int peer, int64_t layer, const DispatchLayout& layout, const float* x,
+                   const uint16_t* xb, int64_t hidden, PayloadDtype dtype, int64_t my_max,
+                   std::byte* msg) const;
+  // Checks a received header (copied to h); false when malformed (then h[kRows] = -1).
+  static bool SaneHeader(int64_t* h);
+
+  // Shared memory (dispatch_shm.cc). SetUpSharedMemory: at the start of a Dispatch, creates or
+  // rebuilds the channel when due (collective; all ranks agree when it is due).
+  Status SetUpSharedMemory(Transport& t, int64_t layer, const DispatchLayout& layout,
+                           int64_t hidden, PayloadDtype dtype, Deadline deadline);
+  // Dispatch through the channel; *moved = false when some message does not fit (then nothing
+  // was written and the caller runs Exchange; every rank decides the same).
+  Status ShmExchange(Transport& t, int64_t layer, const DispatchLayout& layout, const float* x,
+                     const uint16_t* xb, int64_t hidden, PayloadDtype dtype, Deadline deadline,
+                     bool* moved);
+  // Combine through the channel: publishes this rank's rows (rb16 in place when it is the
+  // combine area, else copied there), waits for the peers'; *moved = false when some rank's rows
+  // do not fit its area (every rank decides the same; then the transport path runs).
+  Status ShmCombine(const Transport& t, const float* row_out, const uint16_t* rb16,
+                    dispatch_codec::Codec codec, int64_t per_row, Deadline deadline, bool* moved);
+  // After a combine that read the peers' areas: tells them this rank is done.
+  void ShmCombineDone();
+  // A Dispatch that fails on this rank before moving anything (bad arguments): takes the step
+  // and tells the peers, whose calls then fail at once (Cancelled naming this rank).
+  void ShmAbandonDispatch();
 
   DispatcherOptions options_;
   DispatchTraffic traffic_;
@@ -304,6 +373,16 @@ class Dispatcher {
   std::vector<std::byte> combine_rows_;    // Bf16CombineRows(): sent in place by CombineBf16
   std::vector<uint16_t> self_bf16_;        // Combine(kBF16): this rank's own rows rounded once
   std::vector<const uint16_t*> row_ptrs_;  // SumTokens: one token's rows, rank order
+  // Per peer, where its message / combine rows / combine row checksums are read from (the
+  // transport's receive buffer or a shared-memory slot / area).
+  std::vector<const std::byte*> recv_msg_, peer_rows_, peer_checks_;
+  // Shared memory: the channel (null: not set up, or refused), whether it was refused for good,
+  // and the sizes a (re)build is due with (0: none due).
+  std::unique_ptr<ShmChannel> shm_;
+  bool shm_refused_ = false;
+  int64_t shm_want_slot_ = 0, shm_want_combine_ = 0;
+  uint64_t shm_dispatch_seq_ = 0, shm_combine_count_ = 0;  // combines since the last Dispatch
+  std::vector<int64_t> shm_words_;  // WaitAll's words, [world * ShmChannel::kWords]
 };
 
 }  // namespace switchyard

@@ -41,6 +41,14 @@ Status Dispatcher::CombineBf16(Transport& t, const uint16_t* row_out, Deadline d
 
 uint16_t* Dispatcher::Bf16CombineRows() {
   if (!ready_) return nullptr;
+  if (shm_ != nullptr) {
+    // The shared combine area (row i at i * 2 * hidden bytes, as ShmCombine publishes it), when
+    // the rows and their checksums fit: the experts' writes are then the only copy.
+    const int64_t rows = recv_rank_prefix_[world_];
+    if (Pad8(rows * hidden_ * 2) + (options_.integrity ? 8 * rows : 0) <= shm_->combine_bytes()) {
+      return reinterpret_cast<uint16_t*>(shm_->CombineArea(shm_->rank()));
+    }
+  }
   // At least one value, so that the pointer is never null after a successful Dispatch.
   const size_t bytes =
       static_cast<size_t>(std::max<int64_t>(recv_rank_prefix_[world_] * hidden_, 1) * 2);
@@ -82,6 +90,21 @@ Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_
   const auto codec = ToCodec(dtype);
   const int64_t rb = dispatch_codec::RowBytes(codec, h);
   const int64_t per_row = rb + (integrity ? 8 : 0);  // a message: rows, then their checksums
+  traffic_.combine_shared_memory = false;
+  peer_rows_.assign(n, nullptr);
+  peer_checks_.assign(n, nullptr);
+  bool moved = false;
+  if (shm_ != nullptr) {
+    const Status st = ShmCombine(t, row_out, rb16, codec, per_row, deadline, &moved);
+    if (!st.ok()) return st;
+  }
+  if (moved) {
+    traffic_.combine_shared_memory = true;
+    Status st = integrity ? VerifyCombineRows(me, layer, rb) : OkStatus();
+    if (st.ok()) SumOwnAndPeers(me, codec, rb, row_out, rb16, out, out_bf16);
+    ShmCombineDone();  // the peers' areas are no longer read
+    return st;
+  }
   // BF16 rows in the dispatcher's own combine buffer go out in place (each source's rows are
   // contiguous there); anything else is packed into send_buf_. Only the dispatcher's own buffers
   // can be kept alive after a failed exchange (Quarantine), so a caller's buffer is always copied.
@@ -138,26 +161,40 @@ Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_
     return exchanged.WithContext("combine layer " + std::to_string(layer));
   }
   for (int p = 0; p < n; ++p) traffic_.combine_transport_bytes += send_counts_[p];
+  for (int p = 0; p < n; ++p) {
+    if (p == me) continue;
+    peer_rows_[p] = recv_buf_.data() + recv_offsets_[p];
+    peer_checks_[p] = peer_rows_[p] + (sent_rank_prefix_[p + 1] - sent_rank_prefix_[p]) * rb;
+  }
+  if (integrity) RETURN_IF_ERROR(VerifyCombineRows(me, layer, rb));
+  SumOwnAndPeers(me, codec, rb, row_out, rb16, out, out_bf16);
+  return OkStatus();
+}
 
-  if (integrity) {
-    for (int p = 0; p < n; ++p) {
-      if (p == me) continue;
-      const std::byte* msg = recv_buf_.data() + recv_offsets_[p];
-      const int64_t first = sent_rank_prefix_[p], rows = sent_rank_prefix_[p + 1] - first;
-      for (int64_t i = 0; i < rows; ++i) {
-        uint64_t sent;
-        std::memcpy(&sent, msg + rows * rb + 8 * i, 8);
-        const int64_t token = sent_row_token_[first + i];
-        if (CombineRowChecksum(layer, token, msg + i * rb, rb) != sent) {
-          return DataLossError("combine integrity check failed on rank " + std::to_string(me) +
-                               ": layer " + std::to_string(layer) + ", row " + std::to_string(i) +
-                               " from rank " + std::to_string(p) + " to rank " +
-                               std::to_string(me) + " (token " + std::to_string(token) +
-                               " of rank " + std::to_string(me) + "): checksum mismatch");
-        }
+Status Dispatcher::VerifyCombineRows(int me, int64_t layer, int64_t rb) const {
+  for (int p = 0; p < world_; ++p) {
+    if (p == me) continue;
+    const int64_t first = sent_rank_prefix_[p], rows = sent_rank_prefix_[p + 1] - first;
+    for (int64_t i = 0; i < rows; ++i) {
+      uint64_t sent;
+      std::memcpy(&sent, peer_checks_[p] + 8 * i, 8);
+      const int64_t token = sent_row_token_[first + i];
+      if (CombineRowChecksum(layer, token, peer_rows_[p] + i * rb, rb) != sent) {
+        return DataLossError("combine integrity check failed on rank " + std::to_string(me) +
+                             ": layer " + std::to_string(layer) + ", row " + std::to_string(i) +
+                             " from rank " + std::to_string(p) + " to rank " + std::to_string(me) +
+                             " (token " + std::to_string(token) + " of rank " + std::to_string(me) +
+                             "): checksum mismatch");
       }
     }
   }
+  return OkStatus();
+}
+
+void Dispatcher::SumOwnAndPeers(int me, dispatch_codec::Codec codec, int64_t rb,
+                                const float* row_out, const uint16_t* rb16, float* out,
+                                uint16_t* out_bf16) {
+  const int64_t h = hidden_;
   // This rank's own rows (received rows [first, first + rows)), as SumTokens takes them.
   const int64_t first = recv_rank_prefix_[me], rows = recv_rank_prefix_[me + 1] - first;
   const float* self_f32 = row_out != nullptr ? row_out + first * h : nullptr;
@@ -173,7 +210,6 @@ Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_
     self_b16 = self_bf16_.data();
   }
   SumTokens(me, codec, rb, self_b16, self_f32, out, out_bf16);
-  return OkStatus();
 }
 
 void Dispatcher::SumTokens(int me, dispatch_codec::Codec codec, int64_t rb,
@@ -213,7 +249,7 @@ void Dispatcher::SumTokens(int me, dispatch_codec::Codec codec, int64_t rb,
       const int64_t i = r - sent_rank_prefix_[p];
       // What this rank returns to itself never leaves it: rounded as transit would (self_b16
       // already is; self_f32 is FP32 rows with F32 transit).
-      const std::byte* peer_row = recv_buf_.data() + recv_offsets_[p] + i * rb;
+      const std::byte* peer_row = p == me ? nullptr : peer_rows_[p] + i * rb;
       if (bf16) {
         row_ptrs_.push_back(p == me ? self_b16 + i * h
                                     : reinterpret_cast<const uint16_t*>(peer_row));

@@ -132,7 +132,7 @@ Status Dispatcher::Unpack(int me, const DispatchLayout& layout, const float* x, 
     } else {
       entries = peer_header_[kHeaderWords * p + kEntries];
       const Body b = BodyLayout(rows, entries, rb, options_.integrity);
-      const std::byte* body = recv_buf_.data() + recv_slot_[p] + kHeaderBytes;
+      const std::byte* body = recv_msg_[p] + kHeaderBytes;
       for (int64_t i = 0; i < rows; ++i) {
         if (in_place) {
           // Rows start 2-byte aligned: slots are 8-aligned, the header 64 bytes, rows 2h bytes.

@@ -145,6 +145,14 @@ class Transport {
 
   // Largest user tag accepted by every backend (MPI guarantees at least 32767).
   static constexpr int kMaxTag = 32767;
+
+  // True when the backend already knows, without communicating, that rank `peer` (this rank
+  // included) is dead: for waits outside the transport (the dispatcher's shared-memory path) to
+  // report Unavailable at once. The default (MPI, ...) knows nothing: false. Thread-safe, cheap.
+  virtual bool KnownDead(int peer) const {
+    (void)peer;
+    return false;
+  }
 };
 
 // Helpers shared by backends (transport.cc).

@@ -63,6 +63,11 @@ class LocalTransport final : public Transport {
   int rank() const override { return rank_; }
   int world_size() const override { return static_cast<int>(state_->mailboxes.size()); }
   std::string_view name() const override { return "local"; }
+  bool KnownDead(int peer) const override {
+    if (peer < 0 || peer >= world_size()) return false;
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->dead[peer];
+  }
   TransportCapabilities capabilities() const override {
     return TransportCapabilities{.host_memory = true, .device_memory = false};
   }

@@ -68,10 +68,18 @@ int RunServeCommand(const RuntimeConfig& runtime) {
   auto started = StartedCluster::Start(runtime, "serve");
   if (!started.ok()) return Fail(started.status());
   Coordinator& coord = (*started)->coordinator();
+  const std::chrono::milliseconds limit(serving.shutdown_timeout_ms);
+  // A failure once the workers run (e.g. the HTTP port is taken): shut them down and finalize
+  // MPI (bounded) before reporting it, so that the job ends cleanly instead of being torn down.
+  auto fail_started = [&](const Status& why) {
+    const Status down = (*started)->Shutdown(limit);
+    if (!down.ok()) LOG_ERROR("serve", "%s", down.ToString().c_str());
+    return Fail(why);
+  };
   const std::string model_name =
       serving.served_model_name.empty() ? DirName(cluster.model) : serving.served_model_name;
   auto metrics = ServingMetrics::Create(model_name);
-  if (!metrics.ok()) return Fail(metrics.status());
+  if (!metrics.ok()) return fail_started(metrics.status());
   ServingOptions sopts;
   sopts.max_queue = serving.max_queue;
   sopts.max_running = serving.max_running;
@@ -89,7 +97,10 @@ int RunServeCommand(const RuntimeConfig& runtime) {
   auto server =
       OpenAiServer::Start(engine.get(), tokenizer->get(), ChatFamilyForModel(coord.model_config()),
                           metrics->get(), hopts);
-  if (!server.ok()) return Fail(server.status());
+  if (!server.ok()) {
+    engine.reset();
+    return fail_started(server.status());
+  }
   interruptible.reset();  // from here the loop below takes the signals
   LOG_INFO("serve", "model '%s' on %d workers (transport %s); listening on http://%s:%d",
            model_name.c_str(), coord.num_workers(), cluster.transport.c_str(), serving.host.c_str(),
@@ -116,7 +127,6 @@ int RunServeCommand(const RuntimeConfig& runtime) {
     ExitAfterFailure(server->get());
   }
   LOG_INFO("serve", "signal %d: shutting down", sig);
-  const std::chrono::milliseconds limit(serving.shutdown_timeout_ms);
   {
     ExitWatchdog watchdog(limit, "serve: stopping HTTP and the serving loop");
     (*server)->Stop();

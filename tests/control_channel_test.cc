@@ -170,5 +170,39 @@ TEST(Protocol, RoundTripsAndNamedErrors) {
   EXPECT_FALSE(MessageType("not json", "w").ok());
 }
 
+// Ranks, world sizes and thread counts outside int32 are refused naming the field, never narrowed
+// (2^32 + 1 must not become rank 1).
+TEST(Protocol, IntFieldsAreNotNarrowed) {
+  AssignMsg a;
+  a.rank = 1;
+  a.world = 2;
+  a.num_threads = 2;
+  const std::string good = EncodeAssign(a);
+  auto with = [&good](const std::string& field, const std::string& value) {
+    std::string text = good;
+    const std::string key = "\"" + field + "\":";
+    const size_t at = text.find(key) + key.size();
+    const size_t end = text.find_first_of(",}", at);
+    return text.replace(at, end - at, value);
+  };
+  AssignMsg ok;
+  ASSERT_TRUE(DecodeAssign(with("num_threads", "3"), "coordinator", &ok).ok());
+  EXPECT_EQ(ok.num_threads, 3);  // the edit helper does what it says
+  for (const std::string field : {"rank", "world", "num_threads"}) {
+    for (const std::string value : {"4294967297", "-4294967295", "1.5"}) {
+      AssignMsg back;
+      const Status st = DecodeAssign(with(field, value), "coordinator", &back);
+      EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << field << "=" << value;
+      EXPECT_NE(st.message().find(field), std::string::npos) << st.ToString();
+    }
+  }
+  RegisterMsg r;
+  EXPECT_FALSE(
+      DecodeRegister(R"({"type":"register","rank":4294967297,"host":"h","pid":1})", "w", &r).ok());
+  EXPECT_EQ(MessageRank(R"({"type":"heartbeat","rank":4294967297})"), -1);
+  EXPECT_EQ(MessageRank(R"({"type":"heartbeat","rank":-3})"), -1);
+  EXPECT_EQ(MessageRank(R"({"type":"heartbeat","rank":7})"), 7);
+}
+
 }  // namespace
 }  // namespace switchyard

@@ -75,7 +75,11 @@
 // peer; this rank has then taken part in every exchange, so the world stays in step. After an
 // error, treat the step as failed on every rank (see transport.h, "After an error"); a rank whose
 // call failed also forgets the bound E, so if a late peer's call succeeded, the next call may
-// fail with a count or capacity mismatch too before both line up again.
+// fail with a count or capacity mismatch too before both line up again. On the shared-memory
+// path every call is one numbered step on every rank, failed or not, so ranks line up again at
+// the next call; but a rebuild of the channel that some ranks decided and a failed rank did not
+// (it failed before reading the others' answers) keeps failing calls (by deadline) until the
+// world is restarted, as a fail-stop runtime does after an error.
 #pragma once
 
 #include <cstdint>

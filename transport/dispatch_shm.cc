@@ -237,7 +237,14 @@ Status Dispatcher::ShmCombine(const Transport& t, const float* row_out, const ui
     if (p == me) continue;
     const int64_t* table = shm_->CombineTable(p);
     const int64_t expect = sent_rank_prefix_[p + 1] - sent_rank_prefix_[p];
-    if (table[me + 1] - table[me] != expect || table[me] < 0 || table[n] < table[me + 1]) {
+    // The table is the peer's (untrusted like a wire message): its rows and checksums must lie
+    // inside its combine area.
+    const int64_t peer_rows = table[n];
+    const bool in_area = table[me] >= 0 && table[me] <= table[me + 1] &&
+                         table[me + 1] <= peer_rows && peer_rows <= shm_->combine_bytes() / rb &&
+                         (integrity ? Pad8(peer_rows * rb) + 8 * peer_rows : peer_rows * rb) <=
+                             shm_->combine_bytes();
+    if (!in_area || table[me + 1] - table[me] != expect) {
       ShmCombineDone();
       return InvalidArgumentError(Step("combine", layer_) + " on rank " + std::to_string(me) +
                                   ": rank " + std::to_string(p) + " returns " +

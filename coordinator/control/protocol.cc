@@ -1,5 +1,6 @@
 #include "coordinator/control/protocol.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -219,12 +220,16 @@ int MessageRank(const std::string& text) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("rank") || !j["rank"].is_number_integer())
     return -1;
-  return j["rank"].get<int>();
+  const int64_t rank = j["rank"].is_number_unsigned()
+                           ? static_cast<int64_t>(std::min<uint64_t>(j["rank"].get<uint64_t>(),
+                                                                     uint64_t{INT32_MAX} + 1))
+                           : j["rank"].get<int64_t>();
+  return rank >= 0 && rank <= INT32_MAX ? static_cast<int>(rank) : -1;  // never narrowed
 }
 
 Status DecodeRegister(const std::string& text, const std::string& from, RegisterMsg* m) {
   return Decode(text, from, "register", [&](const json& j) {
-    m->rank = j.at("rank").get<int>();
+    m->rank = Int32(j.at("rank"), "rank");
     m->host = j.at("host").get<std::string>();
     m->pid = j.at("pid").get<int64_t>();
   });
@@ -232,14 +237,14 @@ Status DecodeRegister(const std::string& text, const std::string& from, Register
 
 Status DecodeAssign(const std::string& text, const std::string& from, AssignMsg* m) {
   return Decode(text, from, "assign", [&](const json& j) {
-    m->rank = j.at("rank").get<int>();
-    m->world = j.at("world").get<int>();
+    m->rank = Int32(j.at("rank"), "rank");
+    m->world = Int32(j.at("world"), "world");
     m->model_dir = j.at("model_dir").get<std::string>();
     m->transport = j.at("transport").get<std::string>();
     m->expert_format = j.at("expert_format").get<std::string>();
     m->max_seq_len = j.at("max_seq_len").get<int64_t>();
     m->max_batch_tokens = j.at("max_batch_tokens").get<int64_t>();
-    m->num_threads = j.at("num_threads").get<int>();
+    m->num_threads = Int32(j.at("num_threads"), "num_threads");
     m->step_timeout_ms = j.at("step_timeout_ms").get<int64_t>();
     m->heartbeat_interval_ms = j.at("heartbeat_interval_ms").get<int64_t>();
     m->kv_cache_tokens = j.at("kv_cache_tokens").get<int64_t>();
@@ -250,7 +255,7 @@ Status DecodeAssign(const std::string& text, const std::string& from, AssignMsg*
 
 Status DecodeReady(const std::string& text, const std::string& from, ReadyMsg* m) {
   return Decode(text, from, "ready", [&](const json& j) {
-    m->rank = j.at("rank").get<int>();
+    m->rank = Int32(j.at("rank"), "rank");
     m->expert_bytes = j.at("expert_bytes").get<int64_t>();
     m->resident_bytes = j.at("resident_bytes").get<int64_t>();
     m->expert_slots = j.at("expert_slots").get<int64_t>();
@@ -272,7 +277,7 @@ Status DecodeStep(const std::string& text, const std::string& from, StepMsg* m) 
 
 Status DecodeStepResult(const std::string& text, const std::string& from, StepResultMsg* m) {
   RETURN_IF_ERROR(Decode(text, from, "step_done", [&](const json& j) {
-    m->rank = j.at("rank").get<int>();
+    m->rank = Int32(j.at("rank"), "rank");
     m->step = j.at("step").get<int64_t>();
     m->tokens.clear();
     for (const auto& t : j.at("tokens")) {

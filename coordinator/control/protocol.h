@@ -120,7 +120,8 @@ Status DecodeStep(const std::string& text, const std::string& from, StepMsg* m);
 Status DecodeStepResult(const std::string& text, const std::string& from, StepResultMsg* m);
 // "error" and "abort" carry a text: returns it.
 StatusOr<std::string> DecodeReason(const std::string& text, const std::string& from);
-// The rank field of register/heartbeat/error/ready/step_done messages (-1 when absent).
+// The rank field of register/heartbeat/error/ready/step_done messages (-1 when absent, not an
+// integer, or outside [0, 2^31 - 1]: never narrowed).
 int MessageRank(const std::string& text);
 
 }  // namespace switchyard

@@ -6,8 +6,9 @@
    of serving_test.py (completions streamed and not, token-id prompt, stop string, chat): greedy
    outputs equal batch mode (`switchyard run --config` of the same cluster, i.e. the coordinator
    command) and curl's SSE framing. SIGTERM to the launcher: the serve process shuts the workers
-   down, every process and mpirun exit 0. Then a worker is SIGKILLed mid-stream: mpirun aborts
-   the job, the stream ends in an error, the launch exits non-zero (no hang).
+   down, every process and mpirun exit 0. With its HTTP port taken, serve names the problem,
+   shuts the workers down and the launch exits non-zero. Then a worker is SIGKILLed mid-stream:
+   mpirun aborts the job, the stream ends in an error, the launch exits non-zero (no hang).
 2. UCX without MPI (skipped when UCX is not built): serve and two workers started by hand over
    TCP (cluster.control_port). One completion equals batch mode; then worker rank 1 is SIGKILLed
    while a stream runs: the stream ends with an error event, /ready answers 503, and the serve
@@ -142,6 +143,34 @@ def stream_then_kill(launch, pid):
         return repr(e)
 
 
+def check_mpi_port_taken(args, work, model):
+    """The HTTP port is taken: serve reports it, the workers get `shutdown` (the job ends cleanly,
+    no process left waiting), and the launch exits non-zero."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    config = os.path.join(work, "serve_busy.yaml")
+    write_config(config, model, "mpi")
+    with open(config) as f:
+        text = f.read().replace("port: 0", f"port: {busy.getsockname()[1]}")
+    with open(config, "w") as f:
+        f.write(text)
+    env = dict(os.environ, SWITCHYARD_LAUNCH_TIMEOUT=str(HARD_LIMIT_S))
+    try:
+        p = subprocess.run(["timeout", str(HARD_LIMIT_S), os.path.join(args.source, "deploy",
+                            "mpirun.sh"), "--serve", "--bin", args.switchyard, "--config", config],
+                           env=env, capture_output=True, text=True, timeout=HARD_LIMIT_S + 10)
+    finally:
+        busy.close()
+    log = p.stdout + p.stderr
+    if p.returncode in (0, 124):
+        st.fail(f"serve with its port taken exited {p.returncode}: " + log[-4000:])
+    for want in ("Address already in use", "rank 0: shutdown", "rank 1: shutdown"):
+        if want not in log:
+            st.fail(f"'{want}' missing from the log of a serve whose port is taken: " + log[-4000:])
+    print("mpi: HTTP port taken: named, workers shut down, exit " + str(p.returncode) + ": ok")
+
+
 def check_mpi_failure(args, work, model):
     """Under mpirun a dead worker ends the whole job (mpirun aborts it): the stream must end in
     an error, not a normal finish, and the launch must exit non-zero well before its limit."""
@@ -248,6 +277,7 @@ def main():
     write_config(local, model, "local")
     ref = st.batch_reference(args.switchyard, local, st.PROMPTS, MAX_TOKENS)
     check_mpi(args, work, model, ref)
+    check_mpi_port_taken(args, work, model)
     check_mpi_failure(args, work, model)
     check_ucx_failure(args, work, model, ref)
     print(f"serve_mpirun_test: all checks passed in {time.time() - started:.1f} s")

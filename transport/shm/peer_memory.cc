@@ -84,7 +84,7 @@ void CreateOwn(int64_t want, Offer* offer, std::byte** base) {
   CopyText(offer->name, sizeof offer->name, name);
   offer->nonce[0] = r0;
   offer->nonce[1] = r1;
-  int64_t bytes = (want + 4095) / 4096 * 4096;
+  int64_t bytes = std::max((want + 4095) / 4096 * 4096, PeerMemory::kMinBytes);
   struct statvfs vfs;
   if (statvfs("/dev/shm", &vfs) == 0) {
     const int64_t room = static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize);

@@ -42,8 +42,9 @@ class PeerMemory {
   static constexpr int64_t kMinBytes = int64_t{64} << 10;
 
   // Collective over `t` (three AllToAllV calls, every rank must call it at the same point).
-  // `bytes`: the segment this rank wants (>= kMinBytes after rounding up to 4 KiB; capped by
-  // /dev/shm's free space, the actual size is size(rank())). Returns nullptr on every rank when
+  // `bytes`: the segment this rank wants (rounded up to 4 KiB, at least kMinBytes; capped at a
+  // quarter of /dev/shm's free space: the actual size is size(rank())). Returns nullptr on every
+  // rank when
   // shared memory cannot be used by all of them (why: in *why_not, if non-null, e.g. "ranks on
   // different hosts", "rank 2: shm_open: Permission denied"); a world of one rank gets a
   // PeerMemory of its own segment. Errors: the transport's (DeadlineExceeded/Unavailable naming

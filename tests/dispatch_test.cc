@@ -932,9 +932,12 @@ TEST_P(DispatchDeadlineTest, MissingRankIsNamed) {
 }
 
 // CombineBf16 sending the dispatcher's own rows in place: rank 1 never combines, the others name
-// it within the deadline; the rows buffer they wrote is kept alive for the transport (quarantined)
-// and Bf16CombineRows() hands out a fresh one, so the next step (on a fresh world, as a restarted
-// step would be) works with the same dispatchers.
+// it within the deadline. Over the transport the rows buffer they wrote is kept alive for the
+// transport (quarantined) and Bf16CombineRows() hands out a fresh one, so the next step (on a
+// fresh world, as a restarted step would be) works with the same dispatchers. On the
+// shared-memory path a failed wait is fail-stop: the next step fails at once on every rank (rank
+// 1 included, through the others' broken mark), naming the remedy, and recreated dispatchers
+// work.
 TEST_P(DispatchDeadlineTest, InPlaceCombineNamesMissingRank) {
   using std::chrono::milliseconds;
   ScenarioSpec spec;
@@ -943,7 +946,12 @@ TEST_P(DispatchDeadlineTest, InPlaceCombineNamesMissingRank) {
   const Scenario s = MakeScenario(3, spec);
   std::vector<Dispatcher> dispatchers;
   for (int r = 0; r < 3; ++r) dispatchers.emplace_back(Opts());
-  for (int step = 0; step < 2; ++step) {
+  const bool shm = GetParam() != SharedMemoryMode::kOff;
+  for (int step = 0; step < (shm ? 3 : 2); ++step) {
+    if (shm && step == 2) {
+      dispatchers.clear();
+      for (int r = 0; r < 3; ++r) dispatchers.emplace_back(Opts());
+    }
     auto world = MakeLocalWorld(3);
     ASSERT_TRUE(world.ok());
     RunRanks(**world, AllRanks(3), [&](int me, Transport& t) {
@@ -954,8 +962,14 @@ TEST_P(DispatchDeadlineTest, InPlaceCombineNamesMissingRank) {
       ASSERT_TRUE(layout.ok());
       std::vector<uint16_t> xb(s.x[me].size());
       for (size_t i = 0; i < xb.size(); ++i) xb[i] = F32ToBf16(s.x[me][i]);
-      ASSERT_TRUE(
-          dispatcher.DispatchBf16(t, step, *layout, xb.data(), 64, OpDeadline(), &received).ok());
+      const Status dispatched =
+          dispatcher.DispatchBf16(t, step, *layout, xb.data(), 64, OpDeadline(), &received);
+      if (shm && step == 1) {
+        EXPECT_EQ(dispatched.code(), StatusCode::kFailedPrecondition) << dispatched.ToString();
+        EXPECT_TRUE(HasText(dispatched, "recreate the")) << dispatched.ToString();
+        return;
+      }
+      ASSERT_TRUE(dispatched.ok()) << dispatched.ToString();
       uint16_t* rows = dispatcher.Bf16CombineRows();
       ASSERT_NE(rows, nullptr);
       for (int64_t r = 0; r < received.num_rows(); ++r) {
@@ -981,6 +995,55 @@ TEST_P(DispatchDeadlineTest, InPlaceCombineNamesMissingRank) {
       }
     });
   }
+}
+
+// A failure that only some ranks see, in a step the shared-memory path hands to the transport
+// (messages larger than the slots): rank 2 gives up waiting, ranks 0 and 1 come late and go on to
+// the transport without it. Every rank must then stop (fail-stop, FailedPrecondition naming the
+// remedy, at once: no call that waits for its deadline again and again), and recreated
+// dispatchers on a restarted world work.
+TEST(DispatchShmFailStop, SplitFailureStopsEveryRank) {
+  using std::chrono::milliseconds;
+  constexpr int kRanks = 3;
+  ScenarioSpec small_spec;
+  small_spec.seed = 61;
+  small_spec.hidden = 16;
+  small_spec.zero_tokens = [](int) { return false; };
+  const Scenario small = MakeScenario(kRanks, small_spec);
+  ScenarioSpec large_spec = small_spec;
+  large_spec.hidden = 4096;
+  const Scenario large = MakeScenario(kRanks, large_spec);
+  auto world = MakeLocalWorld(kRanks);
+  ASSERT_TRUE(world.ok());
+  RunRanks(**world, AllRanks(kRanks), [&](int me, Transport& t) {
+    auto st =
+        std::make_unique<RankState>(DispatcherOptions{.shared_memory = SharedMemoryMode::kRequire});
+    CheckedRound(t, *st, small, ReplicaPolicy::kBalance, kBF16, kBF16, "warm");
+    auto layout =
+        ComputeDispatchLayout(large.idx[me].data(), large.weights[me].data(), large.tokens[me],
+                              large.topk, large.placement, ReplicaPolicy::kBalance, me);
+    ASSERT_TRUE(layout.ok());
+    if (me != 2) std::this_thread::sleep_for(milliseconds(100));
+    Status status =
+        st->dispatcher.Dispatch(t, 1, *layout, large.x[me].data(), 4096, kBF16,
+                                Deadline::After(milliseconds(me == 2 ? 10 : 400)), &st->received);
+    EXPECT_FALSE(status.ok()) << "rank " << me;
+    const auto start = TransportClock::now();
+    status = st->dispatcher.Dispatch(t, 2, *layout, large.x[me].data(), 4096, kBF16, OpDeadline(),
+                                     &st->received);
+    EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition) << status.ToString();
+    EXPECT_TRUE(HasText(status, "recreate the Dispatcher")) << status.ToString();
+    EXPECT_LT(TransportClock::now() - start, std::chrono::seconds(1));
+  });
+  // The transport is out of step too (ranks 0 and 1 made an exchange rank 2 did not): restart
+  // the world, as after any fail-stop error.
+  auto fresh = MakeLocalWorld(kRanks);
+  ASSERT_TRUE(fresh.ok());
+  RunRanks(**fresh, AllRanks(kRanks), [&](int, Transport& t) {
+    RankState st(DispatcherOptions{.shared_memory = SharedMemoryMode::kRequire});
+    CheckedRound(t, st, small, ReplicaPolicy::kBalance, kBF16, kBF16, "recreated");
+    EXPECT_TRUE(st.dispatcher.last_traffic().combine_shared_memory);
+  });
 }
 
 #else  // SWITCHYARD_DISPATCH_TEST_MPI

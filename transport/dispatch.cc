@@ -134,21 +134,22 @@ Status Dispatcher::DispatchImpl(Transport& t, int64_t layer, const DispatchLayou
   }
   if (!bad.ok()) {
     eager_bytes_ = kInitialEagerBytes;  // the peers' calls fail too (they wait for this rank)
-    if (shm_ != nullptr) ShmAbandonDispatch();  // the peers fail at once, naming this rank
+    if (shm_ != nullptr && shm_broken_.empty()) ShmAbandonDispatch();  // peers fail at once
     return bad;
   }
   traffic_.dispatch_shared_memory = false;
   Status exchanged = SetUpSharedMemory(t, layer, layout, hidden, dtype, deadline);
   bool moved = false;
   if (exchanged.ok() && shm_ != nullptr) {
-    exchanged =
-        ShmExchange(t, layer, layout, hidden_states, bf16_states, hidden, dtype, deadline, &moved);
+    exchanged = ShmBreak(
+        ShmExchange(t, layer, layout, hidden_states, bf16_states, hidden, dtype, deadline, &moved));
   }
   if (exchanged.ok() && !moved) {
     exchanged = Exchange(t, layer, layout, hidden_states, bf16_states, hidden, dtype, deadline);
     if (!exchanged.ok()) {
       Quarantine(std::move(send_buf_));
       Quarantine(std::move(recv_buf_));
+      if (shm_ != nullptr) (void)ShmBreak(exchanged);  // the fallback failed on this rank
     }
   }
   if (!exchanged.ok()) {

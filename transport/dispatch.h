@@ -44,11 +44,14 @@
 // the rows are written once, by the experts) and each source sums its tokens reading the peers'
 // rows in place: no copy at all. Every wait spins (then yields) on a sequence number until the
 // deadline: a missing peer is DeadlineExceeded naming it, a peer whose process exited is
-// Unavailable naming it (same pid namespace), a peer already at a later step is
-// FailedPrecondition. Results are bitwise the same as over the transport. A call whose messages
-// (or combine rows) do not fit goes through the transport (every rank learns it from the
-// announcements, so all agree), and the next Dispatch rebuilds the channel 1.25x larger, up to
-// max_shared_memory_bytes. Ranks on several hosts, or a /dev/shm without room, use the transport
+// Unavailable naming it (same pid namespace), a peer that abandoned the step is Cancelled, a
+// broken peer (see "After an error") FailedPrecondition. Results are bitwise the same as over the
+// transport. A call whose messages (or combine rows) do not fit goes through the transport (every
+// rank learns it from the announcements, so all agree), and the next Dispatch rebuilds the
+// channel 1.25x larger, up to max_shared_memory_bytes (when that cap leaves no room to grow, such
+// calls keep going through the transport; a rebuild /dev/shm has no room for keeps the old
+// size). The setup runs under the first call's deadline (three small exchanges, and the segment
+// allocation). Ranks on several hosts, or a /dev/shm without room, use the transport
 // (kAuto) or fail (kRequire) on every rank. last_traffic() tells which path each phase took.
 //
 // Integrity mode (DispatcherOptions::integrity, SWITCHYARD_INTEGRITY=1): the sender checksums
@@ -76,15 +79,20 @@
 // error, treat the step as failed on every rank (see transport.h, "After an error"); a rank whose
 // call failed also forgets the bound E, so if a late peer's call succeeded, the next call may
 // fail with a count or capacity mismatch too before both line up again. On the shared-memory
-// path every call is one numbered step on every rank, failed or not, so ranks line up again at
-// the next call; but a rebuild of the channel that some ranks decided and a failed rank did not
-// (it failed before reading the others' answers) keeps failing calls (by deadline) until the
-// world is restarted, as a fail-stop runtime does after an error.
+// path an abandoned step (a rank's own bad arguments: it tells the others, who fail at once with
+// Cancelled naming it) is recoverable: every rank takes one step per call and the next call lines
+// up. Any other failure there (a wait past its deadline, a dead or broken peer, a transport error
+// while the channel exists) is fail-stop, because the ranks may no longer agree on which
+// transport calls come next: the dispatcher marks itself broken in its segment (peers waiting
+// for it fail at once with FailedPrecondition naming it) and refuses every later call with
+// FailedPrecondition ("recreate the Dispatcher on every rank"); restart the world (dispatchers,
+// and the transport, which such a failure can leave one collective out of step).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -348,6 +356,13 @@ class Dispatcher {
   // A Dispatch that fails on this rank before moving anything (bad arguments): takes the step
   // and tells the peers, whose calls then fail at once (Cancelled naming this rank).
   void ShmAbandonDispatch();
+  // The same for a Combine refused on this rank (no successful Dispatch, bad arguments).
+  void ShmAbandonCombine();
+  // A failure on the shared-memory path (or of the transport while a channel exists) other than
+  // an abandoned step: the ranks may no longer agree on which transport calls come next, so this
+  // dispatcher stops for good (fail-stop): marks its channel broken (peers waiting for it fail at
+  // once) and refuses every later call. Returns `st`.
+  Status ShmBreak(Status st);
 
   DispatcherOptions options_;
   DispatchTraffic traffic_;
@@ -384,6 +399,9 @@ class Dispatcher {
   // and the sizes a (re)build is due with (0: none due).
   std::unique_ptr<ShmChannel> shm_;
   bool shm_refused_ = false;
+  std::string shm_refused_why_;
+  std::string shm_broken_;             // non-empty: stopped (ShmBreak), the reason
+  int shm_world_ = 0, shm_rank_ = -1;  // the world the channel state belongs to
   int64_t shm_want_slot_ = 0, shm_want_combine_ = 0;
   uint64_t shm_dispatch_seq_ = 0, shm_combine_count_ = 0;  // combines since the last Dispatch
   std::vector<int64_t> shm_words_;  // WaitAll's words, [world * ShmChannel::kWords]

@@ -41,9 +41,10 @@ Status Dispatcher::CombineBf16(Transport& t, const uint16_t* row_out, Deadline d
 
 uint16_t* Dispatcher::Bf16CombineRows() {
   if (!ready_) return nullptr;
-  if (shm_ != nullptr) {
+  if (shm_ != nullptr && shm_combine_count_ == 0 && shm_broken_.empty()) {
     // The shared combine area (row i at i * 2 * hidden bytes, as ShmCombine publishes it), when
-    // the rows and their checksums fit: the experts' writes are then the only copy.
+    // the rows and their checksums fit: the experts' writes are then the only copy. Not for a
+    // second Combine of one Dispatch (a slow peer may still read the first one's rows there).
     const int64_t rows = recv_rank_prefix_[world_];
     if (Pad8(rows * hidden_ * 2) + (options_.integrity ? 8 * rows : 0) <= shm_->combine_bytes()) {
       return reinterpret_cast<uint16_t*>(shm_->CombineArea(shm_->rank()));
@@ -66,24 +67,35 @@ Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_
     return "combine layer " + std::to_string(layer) + " on rank " + std::to_string(me);
   };
   traffic_.combine_transport_bytes = 0;
-  if (!ready_) return FailedPreconditionError(where() + ": no successful Dispatch to combine");
+  // A combine refused on this rank: the peers waiting for its rows learn it at once (Cancelled).
+  auto refuse = [this, &t](Status st) {
+    if (shm_ != nullptr && shm_broken_.empty() && shm_world_ == t.world_size()) {
+      ShmAbandonCombine();
+    }
+    return st;
+  };
+  if (!ready_) {
+    return refuse(FailedPreconditionError(where() + ": no successful Dispatch to combine" +
+                                          (shm_broken_.empty() ? "" : " (" + shm_broken_ + ")")));
+  }
   const int n = world_;
   if (t.world_size() != n) {
-    return InvalidArgumentError(where() + ": transport world of " + std::to_string(t.world_size()) +
-                                " ranks, dispatched over " + std::to_string(n));
+    return refuse(InvalidArgumentError(where() + ": transport world of " +
+                                       std::to_string(t.world_size()) + " ranks, dispatched over " +
+                                       std::to_string(n)));
   }
   if (dtype != PayloadDtype::kF32 && dtype != PayloadDtype::kBF16) {
-    return InvalidArgumentError(where() + ": combine payload must be f32 or bf16, not " +
-                                PayloadDtypeName(dtype));
+    return refuse(InvalidArgumentError(where() + ": combine payload must be f32 or bf16, not " +
+                                       PayloadDtypeName(dtype)));
   }
   const int64_t recv_rows = recv_rank_prefix_[n];
   if (recv_rows > 0 && row_out == nullptr && rb16 == nullptr) {
-    return InvalidArgumentError(where() + ": null expert output for " + std::to_string(recv_rows) +
-                                " received rows");
+    return refuse(InvalidArgumentError(where() + ": null expert output for " +
+                                       std::to_string(recv_rows) + " received rows"));
   }
   if (num_tokens_ > 0 && out == nullptr && out_bf16 == nullptr) {
-    return InvalidArgumentError(where() + ": null output for " + std::to_string(num_tokens_) +
-                                " tokens");
+    return refuse(InvalidArgumentError(where() + ": null output for " +
+                                       std::to_string(num_tokens_) + " tokens"));
   }
   const bool integrity = options_.integrity;
   const int64_t h = hidden_;
@@ -95,7 +107,7 @@ Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_
   peer_checks_.assign(n, nullptr);
   bool moved = false;
   if (shm_ != nullptr) {
-    const Status st = ShmCombine(t, row_out, rb16, codec, per_row, deadline, &moved);
+    const Status st = ShmBreak(ShmCombine(t, row_out, rb16, codec, per_row, deadline, &moved));
     if (!st.ok()) return st;
   }
   if (moved) {
@@ -158,6 +170,7 @@ Status Dispatcher::CombineImpl(Transport& t, const float* row_out, const uint16_
   if (!exchanged.ok()) {
     Quarantine(std::move(send));
     Quarantine(std::move(recv_buf_));
+    if (shm_ != nullptr) (void)ShmBreak(exchanged);  // the fallback failed on this rank
     return exchanged.WithContext("combine layer " + std::to_string(layer));
   }
   for (int p = 0; p < n; ++p) traffic_.combine_transport_bytes += send_counts_[p];

@@ -30,48 +30,88 @@ std::string Step(const char* phase, int64_t layer) {  // for errors only
   return std::string(phase) + " layer " + std::to_string(layer) + " (shared memory)";
 }
 
+// The combine area a call with at most `rows` rows per peer wants: every received row (this
+// rank's own included) at the larger of the dispatch row and a BF16 row, plus a checksum; capped
+// at `cap` (no overflow).
+int64_t CombineWish(int n, int64_t rows, int64_t hidden, int64_t rb, int64_t cap) {
+  const int64_t per_row = std::max<int64_t>(2 * hidden, rb) + 8;
+  if (rows > 0 && rows > cap / per_row / n) return cap;
+  return WithHeadroom(int64_t{n} * rows * per_row);
+}
+
 }  // namespace
+
+Status Dispatcher::ShmBreak(Status st) {
+  if (st.ok() || st.code() == StatusCode::kCancelled) return st;  // abandoned steps: recoverable
+  if (shm_broken_.empty()) {
+    shm_broken_ = "shared-memory dispatch stopped after a failed step (" + st.ToString() +
+                  "); fail-stop: recreate the Dispatcher on every rank";
+  }
+  if (shm_ != nullptr) shm_->MarkBroken();
+  return st;
+}
 
 Status Dispatcher::SetUpSharedMemory(Transport& t, int64_t layer, const DispatchLayout& layout,
                                      int64_t hidden, PayloadDtype dtype, Deadline deadline) {
   const int n = t.world_size(), me = t.rank();
-  if (options_.shared_memory == SharedMemoryMode::kOff || shm_refused_ || n < 2) return OkStatus();
+  if (options_.shared_memory == SharedMemoryMode::kOff || n < 2) return OkStatus();
+  auto where = [layer, me] {
+    return "dispatch layer " + std::to_string(layer) + " on rank " + std::to_string(me);
+  };
+  if (shm_world_ != n || shm_rank_ != me) {  // another world (or first use): start over
+    shm_.reset();
+    shm_refused_ = false;
+    shm_refused_why_.clear();
+    shm_broken_.clear();
+    shm_want_slot_ = shm_want_combine_ = 0;
+    shm_world_ = n;
+    shm_rank_ = me;
+  }
+  if (!shm_broken_.empty()) return FailedPreconditionError(where() + ": " + shm_broken_);
+  if (shm_refused_) {
+    if (options_.shared_memory != SharedMemoryMode::kRequire) return OkStatus();
+    return FailedPreconditionError(
+        where() + ": shared memory required (SWITCHYARD_DISPATCH_SHM=on) but not usable: " +
+        shm_refused_why_);
+  }
   if (shm_ != nullptr && shm_want_slot_ == 0 && shm_want_combine_ == 0) return OkStatus();
+  const int64_t cap = options_.max_shared_memory_bytes;
   int64_t slot = shm_want_slot_, combine = shm_want_combine_;
-  if (shm_ == nullptr && slot == 0) {
+  const int64_t old_slot = shm_ != nullptr ? shm_->slot_bytes() : 0;
+  const int64_t old_combine = shm_ != nullptr ? shm_->combine_bytes() : 0;
+  if (shm_ == nullptr) {
     // First call: sized for this call's messages (every rank asks; the largest wish wins).
     const int64_t rb = PayloadRowBytes(dtype, hidden);
     const int64_t my_max = PlanMessages(me, layout, rb);
     int64_t max_rows = 0;
     for (int p = 0; p < n; ++p) {
-      if (p != me) max_rows = std::max(max_rows, layout.num_tokens_per_rank[p]);
+      if (p != me) max_rows = std::max(max_rows, layout.rank_prefix[p + 1] - layout.rank_prefix[p]);
     }
     slot = WithHeadroom(kHeaderBytes + my_max);
-    combine = WithHeadroom((n - 1) * max_rows * (std::max<int64_t>(2 * hidden, rb) + 8));
+    combine = CombineWish(n, max_rows, hidden, rb, cap);
   }
-  if (shm_ != nullptr) {
-    slot = std::max(slot, shm_->slot_bytes());
-    combine = std::max(combine, shm_->combine_bytes());
-  }
+  slot = std::max(slot, old_slot);
+  combine = std::max(combine, old_combine);
   shm_.reset();  // every rank is in this call: no peer reads or writes the old segments now
   shm_dispatch_seq_ = shm_combine_count_ = 0;
   shm_want_slot_ = shm_want_combine_ = 0;
   std::string why;
-  auto made =
-      ShmChannel::Create(t, slot, combine, options_.max_shared_memory_bytes, deadline, &why);
+  auto made = ShmChannel::Create(t, slot, combine, cap, deadline, &why);
+  if (made.ok() && *made == nullptr && old_slot > 0) {
+    // No room for the larger channel (every rank refused alike): keep the old size.
+    made = ShmChannel::Create(t, old_slot, old_combine, cap, deadline, &why);
+  }
   if (!made.ok()) {
-    return made.status().WithContext("dispatch layer " + std::to_string(layer) +
-                                     ": setting up shared memory");
+    return ShmBreak(made.status().WithContext("dispatch layer " + std::to_string(layer) +
+                                              ": setting up shared memory"));
   }
   shm_ = std::move(*made);
   if (shm_ == nullptr) {
     shm_refused_ = true;
+    shm_refused_why_ = why;
     if (options_.shared_memory == SharedMemoryMode::kRequire) {
-      return FailedPreconditionError("dispatch layer " + std::to_string(layer) + " on rank " +
-                                     std::to_string(me) +
-                                     ": shared memory required (SWITCHYARD_DISPATCH_SHM=on) but "
-                                     "not usable: " +
-                                     why);
+      return FailedPreconditionError(
+          where() + ": shared memory required (SWITCHYARD_DISPATCH_SHM=on) but not usable: " + why);
     }
   }
   return OkStatus();
@@ -94,7 +134,7 @@ Status Dispatcher::ShmExchange(Transport& t, int64_t layer, const DispatchLayout
   bool fits = true;
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
-    max_rows = std::max(max_rows, layout.num_tokens_per_rank[p]);
+    max_rows = std::max(max_rows, layout.rank_prefix[p + 1] - layout.rank_prefix[p]);
     fits = fits && send_msg_[p] <= shm_->slot_bytes();
   }
   // (1) Entered: this rank's slots are free (it is done with the last call's views), and whether
@@ -108,6 +148,8 @@ Status Dispatcher::ShmExchange(Transport& t, int64_t layer, const DispatchLayout
   // (Every rank takes one step per call, failed or not, so a rank that failed a step lines up
   // again with the others at its next call.)
   if (!st.ok()) return st;
+  // Peers' words are clamped before any arithmetic (a corrupt word must not overflow).
+  const int64_t cap = options_.max_shared_memory_bytes;
   int64_t largest = kHeaderBytes + my_max, most_rows = max_rows;
   std::vector<int> abandoned;
   for (int p = 0; p < n; ++p) {
@@ -115,18 +157,24 @@ Status Dispatcher::ShmExchange(Transport& t, int64_t layer, const DispatchLayout
     const int64_t* w = &shm_words_[ShmChannel::kWords * p];
     if (w[kFits] == kAbandoned) abandoned.push_back(p);
     fits = fits && w[kFits] == 1;
-    largest = std::max(largest, w[kMaxMessage]);
-    most_rows = std::max(most_rows, w[kMaxRows]);
+    largest = std::max(largest, std::clamp<int64_t>(w[kMaxMessage], 0, cap));
+    most_rows = std::max(most_rows, std::clamp<int64_t>(w[kMaxRows], 0, cap));
   }
+  largest = std::min(largest, cap);
   if (!abandoned.empty()) {
     return CancelledError(Step("dispatch", layer) + " on rank " + std::to_string(me) + ": " +
                           RankList(abandoned) + " abandoned the step (an error on " +
                           (abandoned.size() == 1 ? "that rank" : "those ranks") + ")");
   }
   if (!fits) {
-    // The transport moves this call; the next Dispatch rebuilds the channel to fit it.
-    shm_want_slot_ = WithHeadroom(largest);
-    shm_want_combine_ = WithHeadroom((n - 1) * most_rows * (std::max<int64_t>(2 * hidden, rb) + 8));
+    // The transport moves this call; the next Dispatch rebuilds the channel to fit it, when the
+    // cap leaves room to grow (every rank computes the same).
+    int64_t slot = WithHeadroom(largest), combine = CombineWish(n, most_rows, hidden, rb, cap);
+    ShmChannel::CappedSizes(n, cap, &slot, &combine);
+    if (slot > shm_->slot_bytes() || combine > shm_->combine_bytes()) {
+      shm_want_slot_ = std::max(slot, shm_->slot_bytes());
+      shm_want_combine_ = std::max(combine, shm_->combine_bytes());
+    }
     return OkStatus();
   }
   // (2) Each message straight into its slot in the receiver's segment (peers in a rotating order
@@ -187,7 +235,7 @@ Status Dispatcher::ShmCombine(const Transport& t, const float* row_out, const ui
   if (fits) {
     if (rb16 != nullptr) {
       if (reinterpret_cast<const std::byte*>(rb16) != area && rows > 0) {
-        std::memcpy(area, rb16, rows * rb);
+        std::memmove(area, rb16, rows * rb);  // rb16 may point into the area
       }
     } else {
       for (int64_t i = 0; i < rows; ++i) {
@@ -212,16 +260,27 @@ Status Dispatcher::ShmCombine(const Transport& t, const float* row_out, const ui
     return waited;
   }
   bool all_fit = fits;
-  int64_t largest = need;
-  std::vector<int> disagree;
+  const int64_t cap = options_.max_shared_memory_bytes;
+  int64_t largest = std::min(need, cap);
+  std::vector<int> disagree, abandoned;
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
     const int64_t* w = &shm_words_[ShmChannel::kWords * p];
+    if (w[kCombineFits] == kAbandoned) {
+      abandoned.push_back(p);
+      continue;
+    }
     all_fit = all_fit && w[kCombineFits] == 1;
-    largest = std::max(largest, w[kCombineNeed]);
+    largest = std::max(largest, std::clamp<int64_t>(w[kCombineNeed], 0, cap));
     if (w[kCombineCodec] != static_cast<int64_t>(codec) || w[kCombineRowBytes] != per_row) {
       disagree.push_back(p);
     }
+  }
+  if (!abandoned.empty()) {
+    ShmCombineDone();
+    return CancelledError(Step("combine", layer_) + " on rank " + std::to_string(me) + ": " +
+                          RankList(abandoned) + " abandoned the step (an error on " +
+                          (abandoned.size() == 1 ? "that rank" : "those ranks") + ")");
   }
   if (!disagree.empty()) {
     ShmCombineDone();
@@ -230,33 +289,46 @@ Status Dispatcher::ShmCombine(const Transport& t, const float* row_out, const ui
   }
   if (!all_fit) {
     ShmCombineDone();  // nobody reads any area this time
-    shm_want_combine_ = WithHeadroom(largest);
+    int64_t slot = shm_->slot_bytes(), combine = WithHeadroom(largest);
+    ShmChannel::CappedSizes(n, cap, &slot, &combine);
+    if (combine > shm_->combine_bytes()) {  // the next Dispatch rebuilds, when it can grow
+      shm_want_slot_ = std::max(shm_want_slot_, shm_->slot_bytes());
+      shm_want_combine_ = combine;
+    }
     return OkStatus();
   }
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
     const int64_t* table = shm_->CombineTable(p);
     const int64_t expect = sent_rank_prefix_[p + 1] - sent_rank_prefix_[p];
-    // The table is the peer's (untrusted like a wire message): its rows and checksums must lie
-    // inside its combine area.
-    const int64_t peer_rows = table[n];
-    const bool in_area = table[me] >= 0 && table[me] <= table[me + 1] &&
-                         table[me + 1] <= peer_rows && peer_rows <= shm_->combine_bytes() / rb &&
+    // The table is the peer's (untrusted like a wire message), read once: its rows and checksums
+    // must lie inside its combine area.
+    const int64_t first = table[me], last = table[me + 1], peer_rows = table[n];
+    const bool in_area = first >= 0 && first <= last && last <= peer_rows &&
+                         peer_rows <= shm_->combine_bytes() / rb &&
                          (integrity ? Pad8(peer_rows * rb) + 8 * peer_rows : peer_rows * rb) <=
                              shm_->combine_bytes();
-    if (!in_area || table[me + 1] - table[me] != expect) {
+    if (!in_area || last - first != expect) {
       ShmCombineDone();
-      return InvalidArgumentError(Step("combine", layer_) + " on rank " + std::to_string(me) +
-                                  ": rank " + std::to_string(p) + " returns " +
-                                  std::to_string(table[me + 1] - table[me]) + " rows, " +
-                                  std::to_string(expect) + " were sent to it");
+      return DataLossError(Step("combine", layer_) + " on rank " + std::to_string(me) + ": rank " +
+                           std::to_string(p) + " returns rows [" + std::to_string(first) + ", " +
+                           std::to_string(last) + ") of " + std::to_string(peer_rows) +
+                           " (outside its area, or not the " + std::to_string(expect) +
+                           " rows sent to it)");
     }
     const std::byte* peer_area = shm_->CombineArea(p);
-    peer_rows_[p] = peer_area + table[me] * rb;
-    peer_checks_[p] = peer_area + Pad8(table[n] * rb) + 8 * table[me];
+    peer_rows_[p] = peer_area + first * rb;
+    peer_checks_[p] = peer_area + Pad8(peer_rows * rb) + 8 * first;
   }
   *moved = true;
   return OkStatus();
+}
+
+void Dispatcher::ShmAbandonCombine() {
+  const int64_t ready[4] = {kAbandoned, 0, 0, 0};
+  const uint64_t seq = (shm_dispatch_seq_ << 16) + ++shm_combine_count_;
+  shm_->Publish(ShmChannel::kCombineReady, seq, ready, 4);
+  shm_->Publish(ShmChannel::kCombineDone, seq, nullptr, 0);
 }
 
 void Dispatcher::ShmCombineDone() {

@@ -28,6 +28,23 @@ void CpuRelax() {
 
 }  // namespace
 
+int64_t ShmChannel::SlotsOffset(int world_size) {
+  const int64_t table = PeerMemory::kReservedBytes + kNumLines * kLineBytes;
+  return RoundUp(table + 8 * (world_size + 1), kPage);
+}
+
+void ShmChannel::CappedSizes(int world_size, int64_t max_segment_bytes, int64_t* slot,
+                             int64_t* combine) {
+  const int64_t room = std::max<int64_t>(max_segment_bytes - SlotsOffset(world_size), 2 * kPage);
+  // Wishes beyond the room are clamped first (no overflow when rounding up).
+  const int64_t max_slot =
+      std::max<int64_t>(room / 2 / std::max(world_size - 1, 1) / kPage * kPage, kPage);
+  const int64_t max_combine = std::max<int64_t>(room / 2 / kPage * kPage, kPage);
+  *slot = std::min(RoundUp(std::clamp<int64_t>(*slot, kPage, max_slot), kPage), max_slot);
+  *combine =
+      std::min(RoundUp(std::clamp<int64_t>(*combine, kPage, max_combine), kPage), max_combine);
+}
+
 StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(Transport& t, int64_t slot_bytes,
                                                          int64_t combine_bytes,
                                                          int64_t max_segment_bytes,
@@ -45,13 +62,8 @@ StatusOr<std::unique_ptr<ShmChannel>> ShmChannel::Create(Transport& t, int64_t s
   RETURN_IF_ERROR(t.AllToAllCounts(mine, all, deadline));
   int64_t combine = *std::max_element(all.begin(), all.end());
 
-  const int64_t table = PeerMemory::kReservedBytes + kNumLines * kLineBytes;
-  const int64_t slots_offset = RoundUp(table + 8 * (n + 1), kPage);
-  const int64_t room = std::max<int64_t>(max_segment_bytes - slots_offset, 2 * kPage);
-  slot = std::min(RoundUp(std::max<int64_t>(slot, kPage), kPage),
-                  std::max<int64_t>(room / 2 / (n - 1) / kPage * kPage, kPage));
-  combine = std::min(RoundUp(std::max<int64_t>(combine, kPage), kPage),
-                     std::max<int64_t>(room / 2 / kPage * kPage, kPage));
+  const int64_t slots_offset = SlotsOffset(n);
+  CappedSizes(n, max_segment_bytes, &slot, &combine);
   const int64_t combine_offset = slots_offset + (n - 1) * slot;
   const int64_t total = combine_offset + combine;
 
@@ -110,6 +122,15 @@ Status ShmChannel::WaitAll(Line line, uint64_t seq, Deadline deadline, const cha
                            int64_t layer, const Transport& t, int64_t* words) const {
   const int n = world_size(), me = rank();
   const auto started = TransportClock::now();
+  auto what = [phase, layer] {  // for errors only
+    return std::string(phase) + " layer " + std::to_string(layer) + " (shared memory)";
+  };
+  auto past_error = [&](const std::vector<int>& past) {
+    return CancelledError(what() + " on rank " + std::to_string(me) + ": " +
+                          (past.size() == 1 ? "rank " : "ranks ") +
+                          transport_internal::FormatRanks(past) + " already past step " +
+                          std::to_string(seq) + " (abandoned it)");
+  };
   // Polls in rounds; the first peer still missing is where the next round starts.
   int next = 0;
   bool long_wait = false;
@@ -130,7 +151,7 @@ Status ShmChannel::WaitAll(Line line, uint64_t seq, Deadline deadline, const cha
     if (!missing && !ahead) break;
     if (ahead || (round & 63) == 63) {
       // Slow path: find who, and whether the wait is over (vectors only here).
-      std::vector<int> late, past, dead;
+      std::vector<int> late, past, dead, broken;
       for (int p = 0; p < n; ++p) {
         if (p == me) continue;
         const uint64_t v =
@@ -138,24 +159,22 @@ Status ShmChannel::WaitAll(Line line, uint64_t seq, Deadline deadline, const cha
         if (v > seq) past.push_back(p);
         if (v < seq) {
           late.push_back(p);
+          if (std::atomic_ref<uint64_t>(*SeqWord(p, kBroken)).load(std::memory_order_acquire)) {
+            broken.push_back(p);
+          }
           if (t.KnownDead(p) || ((round & 1023) == 1023 && mem_->PeerDead(p))) dead.push_back(p);
         }
       }
-      auto what = [phase, layer] {
-        return std::string(phase) + " layer " + std::to_string(layer) + " (shared memory)";
-      };
-      if (!past.empty()) {
-        return FailedPreconditionError(what() + " on rank " + std::to_string(me) + ": " +
-                                       (past.size() == 1 ? "rank " : "ranks ") +
-                                       transport_internal::FormatRanks(past) +
-                                       " already past step " + std::to_string(seq) +
-                                       " (the ranks are out of step after an earlier error)");
-      }
+      if (!past.empty()) return past_error(past);
       if (t.KnownDead(me)) {
         return transport_internal::PeerUnavailableError(what(), me, {me}, "this rank is dead");
       }
-      if (!dead.empty()) {
-        return transport_internal::PeerUnavailableError(what(), me, dead, "dead");
+      if (!dead.empty()) return transport_internal::PeerUnavailableError(what(), me, dead, "dead");
+      if (!broken.empty()) {
+        return FailedPreconditionError(
+            what() + " on rank " + std::to_string(me) + ": " +
+            (broken.size() == 1 ? "rank " : "ranks ") + transport_internal::FormatRanks(broken) +
+            " stopped after a failed step (fail-stop: recreate the dispatchers on every rank)");
       }
       const auto now = TransportClock::now();
       if (!late.empty() && now >= deadline.when()) {
@@ -171,10 +190,23 @@ Status ShmChannel::WaitAll(Line line, uint64_t seq, Deadline deadline, const cha
       std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   }
+  // The words, then the number again: a peer that has meanwhile gone on to its next step (after
+  // abandoning this one) may have rewritten them.
+  std::vector<int> moved_on;
   for (int p = 0; p < n; ++p) {
-    if (p != me) std::memcpy(words + kWords * p, SeqWord(p, line) + 1, 8 * kWords);
+    if (p == me) continue;
+    std::memcpy(words + kWords * p, SeqWord(p, line) + 1, 8 * kWords);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (std::atomic_ref<uint64_t>(*SeqWord(p, line)).load(std::memory_order_relaxed) != seq) {
+      moved_on.push_back(p);
+    }
   }
+  if (!moved_on.empty()) return past_error(moved_on);
   return OkStatus();
+}
+
+void ShmChannel::MarkBroken() {
+  std::atomic_ref<uint64_t>(*SeqWord(rank(), kBroken)).store(1, std::memory_order_release);
 }
 
 }  // namespace switchyard

@@ -5,6 +5,7 @@
 //       kData         the owner has written its messages into every peer's slot;
 //       kCombineReady the owner's combine rows are readable in its combine area;
 //       kCombineDone  the owner has finished reading every peer's combine area;
+//       kBroken       the owner's dispatcher stopped after a failed step (fail-stop);
 //     a line is a 64-bit sequence number (release store by the owner, acquire load by the peers)
 //     and kWords int64 words written before it;
 //   - the combine table: world + 1 int64 (the owner's received-row prefix by source rank);
@@ -31,7 +32,14 @@ namespace switchyard {
 
 class ShmChannel {
  public:
-  enum Line : int { kEnter = 0, kData = 1, kCombineReady = 2, kCombineDone = 3, kNumLines = 4 };
+  enum Line : int {
+    kEnter = 0,
+    kData = 1,
+    kCombineReady = 2,
+    kCombineDone = 3,
+    kBroken = 4,  // set once (MarkBroken) when this rank's dispatcher stopped after a failure
+    kNumLines = 5
+  };
   static constexpr int kWords = 7;
 
   // Collective over `t` (AllToAllCounts + PeerMemory::Create). Every rank passes the slot and
@@ -43,6 +51,11 @@ class ShmChannel {
                                                       int64_t combine_bytes,
                                                       int64_t max_segment_bytes, Deadline deadline,
                                                       std::string* why_not);
+
+  // The slot and combine sizes Create gives for these wishes (rounded up to 4 KiB, capped), for
+  // callers that decide whether a rebuild could grow the channel at all.
+  static void CappedSizes(int world_size, int64_t max_segment_bytes, int64_t* slot,
+                          int64_t* combine);
 
   int rank() const { return mem_->rank(); }
   int world_size() const { return mem_->world_size(); }
@@ -60,10 +73,13 @@ class ShmChannel {
   void Publish(Line line, uint64_t seq, const int64_t* words, int num_words);
   // Waits until every peer's `line` shows `seq`, then copies their words into
   // words[kWords * p ...] (world * kWords entries; this rank's own entries are left alone).
+  // The words are read after the wait and the number checked again (a peer that abandoned the
+  // step may already be rewriting them for its next one).
   // Errors (phase and layer name the step: "dispatch layer 3 (shared memory)"): DeadlineExceeded
   // naming
   // the ranks still missing; Unavailable naming ranks whose process exited; FailedPrecondition
-  // naming ranks already past `seq` (out of step after an earlier error on some rank).
+  // naming missing ranks that are broken (kBroken); Cancelled naming ranks already past `seq`
+  // (they abandoned the step).
   // Unavailable also when `t` says this rank itself is dead.
   // Spins with a pause, then yields the CPU between polls (ranks may outnumber cores), and after
   // 2 ms sleeps 20 us between polls (a long wait, e.g. for a peer still computing, burns no core).
@@ -74,17 +90,21 @@ class ShmChannel {
   // The last sequence number this rank published on `line` (0 before the first).
   uint64_t published(Line line) const { return published_[line]; }
 
+  // Marks this rank broken (kBroken, sticky): peers waiting for it fail at once.
+  void MarkBroken();
+
   // After a failure that may leave a peer writing into this process's mappings: keep them.
   void Leak() { mem_->Leak(); }
 
  private:
   ShmChannel() = default;
+  static int64_t SlotsOffset(int world_size);
   uint64_t* SeqWord(int r, Line line) const;
 
   std::unique_ptr<PeerMemory> mem_;
   int64_t slot_bytes_ = 0, combine_bytes_ = 0;
   int64_t slots_offset_ = 0, combine_offset_ = 0;
-  uint64_t published_[kNumLines] = {0, 0, 0, 0};
+  uint64_t published_[kNumLines] = {};
 };
 
 }  // namespace switchyard

@@ -273,8 +273,11 @@ cpu::Fp4Weight ReadFp4(const WeightSpec& spec, const Checkpoint::Entry& weight,
   w.rows = spec.shape[0];
   w.cols = w.padded_cols = spec.shape[1];
   const uint8_t* packed = weight.file->Data(*weight.info);
+  cpu::ReserveHugePages(&w.packed,
+                        weight.info->end - weight.info->begin);  // before the first touch
   w.packed.assign(packed, packed + (weight.info->end - weight.info->begin));
   const uint8_t* scales = parts.scale.file->Data(*parts.scale.info);
+  cpu::ReserveHugePages(&w.scales, parts.scale.info->end - parts.scale.info->begin);
   w.scales.assign(scales, scales + (parts.scale.info->end - parts.scale.info->begin));
   if (parts.scale_2.file != nullptr) {
     std::memcpy(&w.global_scale, parts.scale_2.file->Data(*parts.scale_2.info), 4);

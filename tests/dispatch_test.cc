@@ -859,6 +859,10 @@ class LocalDispatch
 
 TEST_P(LocalDispatch, Runs) {
   const auto& [test_case, world_size, mode] = GetParam();
+  if ((mode != SharedMemoryMode::kOff || std::string(test_case.name).rfind("Shm", 0) == 0) &&
+      !testing::ShmUnusable().empty()) {
+    GTEST_SKIP() << testing::ShmUnusable();
+  }
   g_shm_mode = mode;
   testing::RunCaseOnLocalWorld(test_case, world_size);
   g_shm_mode = SharedMemoryMode::kOff;
@@ -877,7 +881,12 @@ INSTANTIATE_TEST_SUITE_P(
 // dispatches but rank 2 never combines: the others' Combine names rank 2.
 class DispatchDeadlineTest : public ::testing::TestWithParam<SharedMemoryMode> {
  protected:
-  void SetUp() override { g_shm_mode = GetParam(); }
+  void SetUp() override {
+    if (GetParam() != SharedMemoryMode::kOff && !testing::ShmUnusable().empty()) {
+      GTEST_SKIP() << testing::ShmUnusable();
+    }
+    g_shm_mode = GetParam();
+  }
   void TearDown() override { g_shm_mode = SharedMemoryMode::kOff; }
 };
 
@@ -1003,6 +1012,7 @@ TEST_P(DispatchDeadlineTest, InPlaceCombineNamesMissingRank) {
 // remedy, at once: no call that waits for its deadline again and again), and recreated
 // dispatchers on a restarted world work.
 TEST(DispatchShmFailStop, SplitFailureStopsEveryRank) {
+  if (!testing::ShmUnusable().empty()) GTEST_SKIP() << testing::ShmUnusable();
   using std::chrono::milliseconds;
   constexpr int kRanks = 3;
   ScenarioSpec small_spec;
@@ -1057,6 +1067,10 @@ TEST_P(MpiDispatch, Runs) {
   const auto& [test_case, mode] = GetParam();
   if (testing::MpiTransport()->world_size() < test_case.min_world_size) {
     GTEST_SKIP() << test_case.name << " needs " << test_case.min_world_size << " ranks";
+  }
+  if ((mode != SharedMemoryMode::kOff || std::string(test_case.name).rfind("Shm", 0) == 0) &&
+      !testing::ShmUnusable().empty()) {
+    GTEST_SKIP() << testing::ShmUnusable();
   }
   g_shm_mode = mode;
   test_case.body(*testing::MpiTransport());

@@ -41,6 +41,7 @@ class LocalFault : public ::testing::TestWithParam<Case> {};
 
 TEST_P(LocalFault, SurvivorsNameTheVictim) {
   const Case& c = GetParam();
+  if (c.shared_memory && !testing::ShmUnusable().empty()) GTEST_SKIP() << testing::ShmUnusable();
   constexpr int kRanks = 4;
   FaultScenario sc;
   sc.victim = 2;

@@ -14,7 +14,7 @@ for at in dispatch mid combine shm-dispatch shm-combine; do
   rc=$?
   printf '== %s %s at %s, %s ranks (mpirun rc %s)\n%s\n' "$backend" "$fault" "$at" "$np" "$rc" "$out"
   if printf '%s\n' "$out" | grep -q '^FAULT SKIP'; then
-    echo "SKIPPED: $backend backend not built"
+    echo "SKIPPED: $(printf '%s\n' "$out" | grep '^FAULT SKIP' | head -1)"
     exit 0
   fi
   passes=$(printf '%s\n' "$out" | grep -c '^FAULT PASS')

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "fault_dispatch_cases.h"
+#include "shm_probe.h"
 #include "transport/transport_factory.h"
 
 using namespace switchyard;
@@ -62,6 +63,10 @@ int main(int argc, char** argv) {
   if (at.rfind("shm-", 0) == 0) {  // the shared-memory path: before its Dispatch / Combine
     sc.shared_memory = true;
     sc.at_call = at == "shm-dispatch" ? 0 : 1;
+    if (!testing::ShmUnusable().empty()) {
+      std::printf("FAULT SKIP: %s\n", testing::ShmUnusable().c_str());
+      return 0;
+    }
   }
   const bool kill = fault == "kill";
   const testing::FaultOutcome o = testing::RunFaultRound(*t, sc, [&] {

@@ -1,8 +1,8 @@
 // The int8-activation FP4 kernel (kernels/cpu/fp4_int8.cc) at the edges its fast path special-
 // cases: k-blocks of 8192 elements with an odd or partial last pair of groups, every token-block
 // remainder, global scales outside the range where 2^120 · factor is folded into one multiply, and
-// NaN propagation from a weight block scale or a non-finite activation. Run with AVX2 and, as
-// fp4_int8_test_portable, with SWITCHYARD_FP4_PORTABLE=1.
+// NaN propagation from a weight block scale (in every block position) or a non-finite activation.
+// Run with AVX2 and, as fp4_int8_test_portable, with SWITCHYARD_FP4_PORTABLE=1.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -88,6 +88,35 @@ TEST_P(Fp4Int8Test, NanBlockScalePoisonsOnlyItsRow) {
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t r = 0; r < rows; ++r) {
         EXPECT_EQ(std::isnan(y[i * rows + r]), r == 2 || r == 4) << "token " << i << " row " << r;
+      }
+    }
+  }
+}
+
+// The AVX2 kernel looks for NaN scale codes 16 at a time and patches only where one is: a NaN
+// code in any block position (either half of a two-pair chunk, the partial last pair, E4M3 with
+// either sign) must poison its row and no other, for one token and for a 4-token pass.
+TEST_P(Fp4Int8Test, NanScaleInEveryBlockPosition) {
+  const int64_t rows = 3, cols = 1000;
+  const auto w = Random(rows * cols, 5, 0.05f);
+  auto q = QuantizeFp4(w.data(), rows, cols, GetParam(), "w");
+  ASSERT_TRUE(q.ok());
+  const int64_t nblocks = q->padded_cols / Fp4BlockSize(GetParam());
+  const bool nv = GetParam() == Fp4Format::kNvFp4;
+  for (int64_t m : {1, 4}) {
+    const auto x = Random(m * cols, 11, 1.0f);
+    std::vector<float> y(m * rows);
+    for (int64_t b = 0; b < nblocks; ++b) {
+      uint8_t& scale = q->scales[1 * nblocks + b];
+      const uint8_t saved = scale;
+      scale = nv ? (b % 2 == 0 ? 0x7F : 0xFF) : 0xFF;
+      Fp4MatMulTransB(x.data(), m, *q, y.data(), Fp4Activations::kInt8);
+      scale = saved;
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t r = 0; r < rows; ++r) {
+          EXPECT_EQ(std::isnan(y[i * rows + r]), r == 1)
+              << "block " << b << " token " << i << " row " << r;
+        }
       }
     }
   }

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "shm_probe.h"
 #include "transport/local/local_transport.h"
 #include "transport/transport.h"
 #include "transport/transport_factory.h"

@@ -5,7 +5,9 @@
 // vphaddw + vpmaddwd leaving 8 exact int32 lane sums (one per NVFP4 block of the pair; MXFP4: 2
 // lanes per block), one subtraction of the precomputed 12·Σq of each lane, one convert, one
 // multiply by the activation scales and one FMA with the weight block scales (decoded 8 at a time
-// in registers: E4M3 / E8M0 bit tricks, exact, NaN kept).
+// in registers: E4M3 / E8M0 bit tricks, exact; the scale kind is a template parameter, so the
+// usual E4M3 case costs one multiply; NaN scale codes are looked for 16 at a time and patched in
+// only where present).
 // Few-token calls stream their weights from memory: the weight stream is prefetched 2 KiB ahead
 // (the hardware prefetcher stops at 4 KiB pages; rows are 1-4 KiB).
 #include <immintrin.h>
@@ -62,27 +64,58 @@ SY_AVX2_INLINE __m256i PairDot(const PairCodes& w, const int8_t* q) {
   return _mm256_madd_epi16(_mm256_hadd_epi16(s0, s1), _mm256_set1_epi16(1));
 }
 
-// 8 scale bytes (low 64 bits, already in lane order) -> 8 block factors, as BlockFactor():
-// E4M3 placed under an FP32 exponent of -127 (sign from the sign-extended byte), times mul1 =
-// 2^120 and mul2 = the factor (or mul1 = 2^120 · factor and mul2 = 1 where that product is exact:
-// the same single rounding); E8M0 2^(c-127) (code 0 is 2^-127, a subnormal) times the factor.
-SY_AVX2_INLINE __m256 DecodeScales(__m128i bytes, bool nv, __m256 mul1, __m256 mul2) {
-  __m256 f;
-  __m256i nan;
-  if (nv) {
-    const __m256i c = _mm256_cvtepi8_epi32(bytes);
-    const __m256i bits = _mm256_and_si256(_mm256_slli_epi32(c, 20),
-                                          _mm256_set1_epi32(static_cast<int>(0x87F00000u)));
-    f = _mm256_mul_ps(_mm256_castsi256_ps(bits), mul1);
-    nan = _mm256_cmpeq_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x7F)), _mm256_set1_epi32(0x7F));
-  } else {
+// How a weight's block scales become block factors (2·e2m1 multipliers), chosen once per call:
+// E4M3 with the global factor folded into one multiply, E4M3 in two multiplies, or E8M0.
+enum ScaleKind { kNvFolded, kNvTwoStep, kMx };
+
+// 8 scale bytes (low 64 bits, already in lane order) -> 8 block factors, as BlockFactor() for
+// scale codes that are not NaN (NaN codes: WithNanScales): E4M3 placed under an FP32 exponent of
+// -127 (sign from the sign-extended byte), times mul1 = 2^120 · factor where that product is exact
+// (kNvFolded: the same single rounding), else times 2^120 then the factor (mul2); E8M0 2^(c-127)
+// (code 0 is 2^-127, a subnormal) times the factor (mul2).
+template <int KIND>
+SY_AVX2_INLINE __m256 DecodeScales(__m128i bytes, __m256 mul1, __m256 mul2) {
+  if (KIND == kMx) {
     const __m256i c = _mm256_cvtepu8_epi32(bytes);
-    f = _mm256_castsi256_ps(
-        _mm256_max_epi32(_mm256_slli_epi32(c, 23), _mm256_set1_epi32(0x00400000)));
-    nan = _mm256_cmpeq_epi32(c, _mm256_set1_epi32(0xFF));
+    return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_max_epi32(_mm256_slli_epi32(c, 23),
+                                                              _mm256_set1_epi32(0x00400000))),
+                         mul2);
   }
-  f = _mm256_mul_ps(f, mul2);
+  const __m256i c = _mm256_cvtepi8_epi32(bytes);
+  const __m256i bits =
+      _mm256_and_si256(_mm256_slli_epi32(c, 20), _mm256_set1_epi32(static_cast<int>(0x87F00000u)));
+  const __m256 f = _mm256_mul_ps(_mm256_castsi256_ps(bits), mul1);
+  return KIND == kNvFolded ? f : _mm256_mul_ps(f, mul2);
+}
+
+// Bit i set when scale byte i of `bytes` is a NaN code (E4M3 S.1111.111, E8M0 0xFF): rare, so
+// the kernel tests 16 scales at once and patches factors only when one is.
+template <int KIND>
+SY_AVX2_INLINE int NanScaleMask(__m128i bytes) {
+  const __m128i c = KIND == kMx ? bytes : _mm_and_si128(bytes, _mm_set1_epi8(0x7F));
+  return _mm_movemask_epi8(_mm_cmpeq_epi8(c, _mm_set1_epi8(KIND == kMx ? -1 : 0x7F)));
+}
+
+// f with the lanes whose scale byte (low 64 bits of bytes, lane order) is a NaN code set to NaN.
+template <int KIND>
+SY_AVX2_INLINE __m256 WithNanScales(__m256 f, __m128i bytes) {
+  const __m256i c = _mm256_cvtepu8_epi32(bytes);
+  const __m256i nan = KIND == kMx ? _mm256_cmpeq_epi32(c, _mm256_set1_epi32(0xFF))
+                                  : _mm256_cmpeq_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x7F)),
+                                                       _mm256_set1_epi32(0x7F));
   return _mm256_blendv_ps(f, _mm256_set1_ps(__builtin_nanf("")), _mm256_castsi256_ps(nan));
+}
+
+// Both halves' factors of 16 scale bytes in lane order (bytes 0-7: f0, 8-15: f1).
+template <int KIND>
+SY_AVX2_INLINE void ScaleFactors(__m128i sb, __m256 mul1, __m256 mul2, __m256* f0, __m256* f1) {
+  const __m128i hi = _mm_srli_si128(sb, 8);
+  *f0 = DecodeScales<KIND>(sb, mul1, mul2);
+  *f1 = DecodeScales<KIND>(hi, mul1, mul2);
+  if (__builtin_expect(NanScaleMask<KIND>(sb) != 0, 0)) {
+    *f0 = WithNanScales<KIND>(*f0, sb);
+    *f1 = WithNanScales<KIND>(*f1, hi);
+  }
 }
 
 // acc[i] += the pair's contribution for token i.
@@ -105,10 +138,10 @@ SY_AVX2_INLINE void PairTokens(const PairCodes& c, __m256 ws, const int8_t* q, c
 // Whole chunks of two pairs (16 NVFP4 / 8 MXFP4 scale bytes, one load and one shuffle into lane
 // order) run in the main loop; an odd last pair or a row's partial last pair is copied into zeroed
 // buffers (its lanes past nblocks have activation scale 0).
-template <int MR, int64_t PF>
+template <int MR, int64_t PF, int KIND>
 SY_AVX2 void RowsAvx2(const Int8Acts& a, int64_t t0, const Fp4Weight& w, int64_t r0, int64_t r1,
                       float* y, int64_t ldy) {
-  const bool nv = w.format == Fp4Format::kNvFp4;
+  constexpr bool nv = KIND != kMx;
   const int64_t row_bytes = w.padded_cols / 2, nblocks = a.nblocks, pairs = a.pairs;
   const int64_t q_stride = pairs * 128, lane_stride = pairs * 8;
   const int64_t whole = row_bytes / 64, scale_bytes = nv ? 8 : 4;  // per pair
@@ -116,9 +149,8 @@ SY_AVX2 void RowsAvx2(const Int8Acts& a, int64_t t0, const Fp4Weight& w, int64_t
   const int32_t* off = a.lane_offset.data() + t0 * lane_stride;
   const float* sx = a.lane_scale.data() + t0 * lane_stride;
   const float factor = nv ? 0.5f * w.global_scale : 0.5f;
-  const bool fold = nv && factor < 0x1p7f && factor >= 0x1p-126f;  // 2^120 · factor exact
-  const __m256 mul1 = _mm256_set1_ps(!nv ? 1.0f : fold ? factor * 0x1p120f : 0x1p120f);
-  const __m256 mul2 = _mm256_set1_ps(fold ? 1.0f : factor);
+  const __m256 mul1 = _mm256_set1_ps(KIND == kNvFolded ? factor * 0x1p120f : 0x1p120f);
+  const __m256 mul2 = _mm256_set1_ps(factor);
   const __m128i order = nv ? _mm_setr_epi8(0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15)
                            : _mm_setr_epi8(0, 0, 2, 2, 1, 1, 3, 3, 4, 4, 6, 6, 5, 5, 7, 7);
   for (int64_t kb = 0; kb < pairs; kb += kPairsPerKBlock) {
@@ -151,8 +183,8 @@ SY_AVX2 void RowsAvx2(const Int8Acts& a, int64_t t0, const Fp4Weight& w, int64_t
             _mm_shuffle_epi8(nv ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + pr * 8))
                                 : _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + pr * 4)),
                              order);
-        const __m256 ws0 = DecodeScales(sb, nv, mul1, mul2);
-        const __m256 ws1 = DecodeScales(_mm_srli_si128(sb, 8), nv, mul1, mul2);
+        __m256 ws0, ws1;
+        ScaleFactors<KIND>(sb, mul1, mul2, &ws0, &ws1);
         const auto* v = reinterpret_cast<const __m256i*>(p + pr * 64);
         PairTokens<MR>(DecodePair(_mm256_loadu_si256(v), _mm256_loadu_si256(v + 1)), ws0,
                        q + pr * 128, off + pr * 8, sx + pr * 8, q_stride, lane_stride, acc);
@@ -169,9 +201,10 @@ SY_AVX2 void RowsAvx2(const Int8Acts& a, int64_t t0, const Fp4Weight& w, int64_t
         const __m128i sb =
             _mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)), order);
         const auto* v = reinterpret_cast<const __m256i*>(bytes);
-        PairTokens<MR>(DecodePair(_mm256_load_si256(v), _mm256_load_si256(v + 1)),
-                       DecodeScales(sb, nv, mul1, mul2), q + pr * 128, off + pr * 8, sx + pr * 8,
-                       q_stride, lane_stride, acc);
+        __m256 ws0, ws1;
+        ScaleFactors<KIND>(sb, mul1, mul2, &ws0, &ws1);
+        PairTokens<MR>(DecodePair(_mm256_load_si256(v), _mm256_load_si256(v + 1)), ws0,
+                       q + pr * 128, off + pr * 8, sx + pr * 8, q_stride, lane_stride, acc);
       }
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
@@ -223,6 +256,37 @@ SY_AVX2 void Int8LaneOffsets(const int8_t* q, int32_t* lane_offset) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(lane_offset), PairDot({c, c, c, c}, q));
 }
 
+namespace {
+
+// RowsAvx2 for the weight's scale kind (kNvFolded when 2^120 · factor is exact).
+template <int MR, int64_t PF>
+void RowsAvx2Any(const Int8Acts& a, int64_t t0, const Fp4Weight& w, int64_t r0, int64_t r1,
+                 float* y, int64_t ldy) {
+  if (w.format == Fp4Format::kMxFp4) {
+    RowsAvx2<MR, PF, kMx>(a, t0, w, r0, r1, y, ldy);
+    return;
+  }
+  const float factor = 0.5f * w.global_scale;
+  if (factor < 0x1p7f && factor >= 0x1p-126f) {
+    RowsAvx2<MR, PF, kNvFolded>(a, t0, w, r0, r1, y, ldy);
+  } else {
+    RowsAvx2<MR, PF, kNvTwoStep>(a, t0, w, r0, r1, y, ldy);
+  }
+}
+
+// Tokens [t0, t0 + mr), mr in 1..3: the first pass over the rows prefetches.
+template <int MR>
+void RowsTail(const Int8Acts& a, int64_t t0, bool first, const Fp4Weight& w, int64_t r0, int64_t r1,
+              float* y, int64_t ldy) {
+  if (first) {
+    RowsAvx2Any<MR, kPrefetchBytes>(a, t0, w, r0, r1, y, ldy);
+  } else {
+    RowsAvx2Any<MR, 0>(a, t0, w, r0, r1, y, ldy);
+  }
+}
+
+}  // namespace
+
 void Int8Rows(const Int8Acts& a, const Fp4Weight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy) {
   if (!HasAvx2()) {
@@ -233,23 +297,20 @@ void Int8Rows(const Int8Acts& a, const Fp4Weight& w, int64_t r0, int64_t r1, flo
   // each) find the work item's rows in L2, where a prefetch would only cost issue slots.
   int64_t t = 0;
   if (a.m >= 4) {
-    RowsAvx2<4, kPrefetchBytes>(a, 0, w, r0, r1, y, ldy);
+    RowsAvx2Any<4, kPrefetchBytes>(a, 0, w, r0, r1, y, ldy);
     t = 4;
   }
-  for (; t + 4 <= a.m; t += 4) RowsAvx2<4, 0>(a, t, w, r0, r1, y, ldy);
+  for (; t + 4 <= a.m; t += 4) RowsAvx2Any<4, 0>(a, t, w, r0, r1, y, ldy);
   const bool first = t == 0;
   switch (a.m - t) {
     case 3:
-      first ? RowsAvx2<3, kPrefetchBytes>(a, t, w, r0, r1, y, ldy)
-            : RowsAvx2<3, 0>(a, t, w, r0, r1, y, ldy);
+      RowsTail<3>(a, t, first, w, r0, r1, y, ldy);
       break;
     case 2:
-      first ? RowsAvx2<2, kPrefetchBytes>(a, t, w, r0, r1, y, ldy)
-            : RowsAvx2<2, 0>(a, t, w, r0, r1, y, ldy);
+      RowsTail<2>(a, t, first, w, r0, r1, y, ldy);
       break;
     case 1:
-      first ? RowsAvx2<1, kPrefetchBytes>(a, t, w, r0, r1, y, ldy)
-            : RowsAvx2<1, 0>(a, t, w, r0, r1, y, ldy);
+      RowsTail<1>(a, t, first, w, r0, r1, y, ldy);
       break;
     default:
       break;

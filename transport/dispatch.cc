@@ -219,7 +219,8 @@ Status Dispatcher::Exchange(Transport& t, int64_t layer, const DispatchLayout& l
   if (static_cast<int64_t>(send_buf_.size()) < send_total) send_buf_.resize(send_total);
   for (int p = 0; p < n; ++p) {
     if (p == me) continue;
-    PackMessage(p, layer, layout, x, xb, hidden, dtype, my_max, send_buf_.data() + send_slot_[p]);
+    PackMessage(p, layer, layout, x, xb, hidden, dtype, my_max, send_buf_.data() + send_slot_[p],
+                /*stream=*/false);
   }
 
   // (1) Every message up to E bytes (all of it when it fits, else its first E bytes), received
@@ -333,7 +334,7 @@ int64_t Dispatcher::PlanMessages(int me, const DispatchLayout& layout, int64_t r
 
 void Dispatcher::PackMessage(int p, int64_t layer, const DispatchLayout& layout, const float* x,
                              const uint16_t* xb, int64_t hidden, PayloadDtype dtype, int64_t my_max,
-                             std::byte* msg) const {
+                             std::byte* msg, bool stream) const {
   const bool integrity = options_.integrity;
   const auto codec = ToCodec(dtype);
   const int64_t rb = dispatch_codec::RowBytes(codec, hidden);
@@ -350,7 +351,11 @@ void Dispatcher::PackMessage(int p, int64_t layer, const DispatchLayout& layout,
   for (int64_t row = first; row < last; ++row) {
     const int64_t tok = layout.row_token_idx[row];
     if (xb != nullptr) {  // BF16 in: already the transit format (null only without rows)
-      std::memcpy(body + (row - first) * rb, xb + tok * hidden, rb);
+      if (stream) {
+        dispatch_codec::StreamCopy(body + (row - first) * rb, xb + tok * hidden, rb);
+      } else {
+        std::memcpy(body + (row - first) * rb, xb + tok * hidden, rb);
+      }
     } else {
       dispatch_codec::EncodeRow(x + tok * hidden, hidden, codec, body + (row - first) * rb);
     }

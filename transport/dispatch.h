@@ -330,10 +330,11 @@ class Dispatcher {
                       const uint16_t* rb16, float* out, uint16_t* out_bf16);
   // Message sizes (send_msg_, send slots) of this rank's dispatch messages; returns the largest.
   int64_t PlanMessages(int me, const DispatchLayout& layout, int64_t row_bytes);
-  // Writes this rank's message to `peer` (header + body, send_msg_[peer] bytes) at `msg`.
+  // Writes this rank's message to `peer` (header + body, send_msg_[peer] bytes) at `msg`;
+  // stream: BF16 rows copied with non-temporal stores (the caller fences before publishing).
   void PackMessage(int peer, int64_t layer, const DispatchLayout& layout, const float* x,
                    const uint16_t* xb, int64_t hidden, PayloadDtype dtype, int64_t my_max,
-                   std::byte* msg) const;
+                   std::byte* msg, bool stream) const;
   // Checks a received header (copied to h); false when malformed (then h[kRows] = -1).
   static bool SaneHeader(int64_t* h);
 

@@ -100,6 +100,7 @@ __attribute__((target("avx2"))) inline __m256 Widen8(const uint16_t* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+template <bool kStream>
 __attribute__((target("avx2"))) void SumBf16RowsAvx2(const uint16_t* const* rows, int count,
                                                      int64_t n, float* out_f32,
                                                      uint16_t* out_bf16) {
@@ -108,14 +109,34 @@ __attribute__((target("avx2"))) void SumBf16RowsAvx2(const uint16_t* const* rows
     __m256 acc = _mm256_setzero_ps();
     for (int r = 0; r < count; ++r) acc = _mm256_add_ps(acc, Widen8(rows[r] + i));
     if (out_f32 != nullptr) {
-      _mm256_storeu_ps(out_f32 + i, acc);
+      if constexpr (kStream) {
+        _mm256_stream_ps(out_f32 + i, acc);
+      } else {
+        _mm256_storeu_ps(out_f32 + i, acc);
+      }
     } else {
       const __m256i bits = Bf16Bits8(_mm256_castps_si256(acc));
       const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0x08);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out_bf16 + i), _mm256_castsi256_si128(packed));
+      if constexpr (kStream) {
+        _mm_stream_si128(reinterpret_cast<__m128i*>(out_bf16 + i), _mm256_castsi256_si128(packed));
+      } else {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out_bf16 + i), _mm256_castsi256_si128(packed));
+      }
     }
   }
   SumBf16RowsScalar(rows, count, i, n, out_f32, out_bf16);
+}
+
+__attribute__((target("avx2"))) void StreamCopyAvx2(std::byte* dst, const std::byte* src,
+                                                    int64_t n) {
+  const int64_t head = std::min<int64_t>(n, (32 - reinterpret_cast<uintptr_t>(dst) % 32) % 32);
+  std::memcpy(dst, src, head);
+  int64_t i = head;
+  for (; i + 32 <= n; i += 32) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i),
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
+  }
+  std::memcpy(dst + i, src + i, n - i);
 }
 
 // E4M3 code -> float, all 256 codes.
@@ -386,12 +407,32 @@ void RoundTripRow(const float* src, int64_t hidden, Codec codec, float* dst, boo
 }
 
 void SumBf16Rows(const uint16_t* const* rows, int count, int64_t hidden, float* out_f32,
-                 uint16_t* out_bf16) {
+                 uint16_t* out_bf16, bool stream) {
   if (HaveAvx2()) {
-    SumBf16RowsAvx2(rows, count, hidden, out_f32, out_bf16);
+    const uintptr_t at = out_f32 != nullptr ? reinterpret_cast<uintptr_t>(out_f32)
+                                            : reinterpret_cast<uintptr_t>(out_bf16);
+    if (stream && at % (out_f32 != nullptr ? 32 : 16) == 0) {
+      SumBf16RowsAvx2<true>(rows, count, hidden, out_f32, out_bf16);
+    } else {
+      SumBf16RowsAvx2<false>(rows, count, hidden, out_f32, out_bf16);
+    }
     return;
   }
   SumBf16RowsScalar(rows, count, 0, hidden, out_f32, out_bf16);
+}
+
+void StreamCopy(void* dst, const void* src, int64_t n) {
+  if (n >= 256 && HaveAvx2()) {
+    StreamCopyAvx2(static_cast<std::byte*>(dst), static_cast<const std::byte*>(src), n);
+  } else {
+    std::memcpy(dst, src, n);
+  }
+}
+
+void StreamFence() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_sfence();
+#endif
 }
 
 uint64_t Checksum64(const void* data, int64_t n, uint64_t seed) {

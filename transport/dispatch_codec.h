@@ -55,9 +55,19 @@ void RoundTripRow(const float* src, int64_t hidden, Codec codec, float* dst, boo
 // gives +0.0f), then writes acc_i to out_f32[i] or, when out_f32 is null, F32ToBf16(acc_i) to
 // out_bf16[i]. Bitwise what a zero-fill followed by DecodeRow(..., kBF16, accumulate) per row
 // computes (then rounded), with each output element written once. Rows: 2-byte values, any
-// alignment; the outputs must not overlap the rows.
+// alignment; the outputs must not overlap the rows. stream: write the output with non-temporal
+// stores (bypassing the caches, no read for ownership) when it is aligned for them (32 bytes F32,
+// 16 bytes BF16), for outputs much larger than the caches; the caller then calls StreamFence()
+// before anything else reads them. Same values either way.
 void SumBf16Rows(const uint16_t* const* rows, int count, int64_t hidden, float* out_f32,
-                 uint16_t* out_bf16);
+                 uint16_t* out_bf16, bool stream = false);
+
+// memcpy(dst, src, n) with non-temporal stores (AVX2; plain memcpy otherwise or for small n):
+// for copies into memory another core reads later, much larger than the caches. Call
+// StreamFence() before publishing the data.
+void StreamCopy(void* dst, const void* src, int64_t n);
+// Orders the non-temporal stores above before later stores (sfence).
+void StreamFence();
 
 // A 64-bit non-cryptographic checksum of `n` bytes, chained through `seed` (an XXH64-style hash:
 // four 64-bit lanes over 32-byte stripes, multiply-rotate rounds and a final avalanche). Any

@@ -251,6 +251,9 @@ void Dispatcher::SumTokens(int me, dispatch_codec::Codec codec, int64_t rb,
     token_row_prefix_[tok] = token_row_prefix_[tok - 1];
   token_row_prefix_[0] = 0;
   const bool bf16 = codec == dispatch_codec::Codec::kBF16;
+  // An output far larger than the caches is written with non-temporal stores (no read for
+  // ownership of lines the sum overwrites whole; the caller reads it from memory anyway).
+  const bool stream = bf16 && num_tokens_ * h * (out != nullptr ? 4 : 2) >= kStreamBytes;
   for (int64_t tok = 0; tok < num_tokens_; ++tok) {
     float* dst = out != nullptr ? out + tok * h : nullptr;
     if (!bf16) std::fill(dst, dst + h, 0.0f);
@@ -276,9 +279,10 @@ void Dispatcher::SumTokens(int me, dispatch_codec::Codec codec, int64_t rb,
       // Received BF16 rows start 2-byte aligned (offsets are sums of 2h-byte rows and 8-byte
       // checksums).
       dispatch_codec::SumBf16Rows(row_ptrs_.data(), static_cast<int>(row_ptrs_.size()), h, dst,
-                                  out_bf16 != nullptr ? out_bf16 + tok * h : nullptr);
+                                  out_bf16 != nullptr ? out_bf16 + tok * h : nullptr, stream);
     }
   }
+  if (stream) dispatch_codec::StreamFence();
 }
 
 }  // namespace switchyard

@@ -181,8 +181,10 @@ Status Dispatcher::ShmExchange(Transport& t, int64_t layer, const DispatchLayout
   // so that not every rank writes to the same one first), then announce.
   for (int i = 1; i < n; ++i) {
     const int p = (me + i) % n;
-    PackMessage(p, layer, layout, x, xb, hidden, dtype, my_max, shm_->Slot(p, me));
+    PackMessage(p, layer, layout, x, xb, hidden, dtype, my_max, shm_->Slot(p, me),
+                /*stream=*/send_msg_[p] >= kStreamBytes);
   }
+  dispatch_codec::StreamFence();  // non-temporal stores land before the announcement
   shm_->Publish(ShmChannel::kData, seq, nullptr, 0);
   RETURN_IF_ERROR(
       shm_->WaitAll(ShmChannel::kData, seq, deadline, "dispatch", layer, t, shm_words_.data()));

@@ -34,6 +34,10 @@ inline constexpr int64_t kEagerGranule = 1024;
 
 inline int64_t Pad8(int64_t n) { return (n + 7) & ~int64_t{7}; }
 
+// Outputs and shared-memory messages at least this large are written with non-temporal stores
+// (dispatch_codec::StreamCopy / SumBf16Rows(stream)): well past this machine class's L2.
+inline constexpr int64_t kStreamBytes = int64_t{2} << 20;
+
 inline dispatch_codec::Codec ToCodec(PayloadDtype d) {
   return static_cast<dispatch_codec::Codec>(static_cast<int32_t>(d));
 }

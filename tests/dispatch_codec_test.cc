@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -171,6 +172,33 @@ TEST(DispatchCodec, SumBf16RowsMatchesScalarSum) {
         }
         EXPECT_EQ(got_bf16[i], F32ToBf16(got_f32[i])) << "h " << h << " rows " << count;
       }
+      // Non-temporal stores (aligned outputs, and a BF16 output aligned to 16 bytes only): the
+      // same bits.
+      float* nt_f32 = static_cast<float*>(std::aligned_alloc(64, 4 * (h + 64)));
+      uint16_t* nt_bf16 = static_cast<uint16_t*>(std::aligned_alloc(64, 2 * (h + 64)));
+      for (uint16_t* out : {nt_bf16, nt_bf16 + 8}) {
+        SumBf16Rows(ptrs.data(), count, h, nt_f32, nullptr, /*stream=*/true);
+        SumBf16Rows(ptrs.data(), count, h, nullptr, out, /*stream=*/true);
+        StreamFence();
+        EXPECT_EQ(0, std::memcmp(nt_f32, got_f32.data(), 4 * h)) << "h " << h << " rows " << count;
+        EXPECT_EQ(0, std::memcmp(out, got_bf16.data(), 2 * h)) << "h " << h << " rows " << count;
+      }
+      std::free(nt_f32);
+      std::free(nt_bf16);
+    }
+  }
+}
+
+TEST(DispatchCodec, StreamCopyCopies) {
+  std::vector<uint8_t> src(5000), dst(5100, 0xee);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 13 + 1);
+  for (int64_t offset : {0, 1, 31}) {
+    for (int64_t n : {0, 100, 256, 257, 4999}) {
+      std::fill(dst.begin(), dst.end(), 0xee);
+      StreamCopy(dst.data() + offset, src.data(), n);
+      StreamFence();
+      EXPECT_EQ(0, std::memcmp(dst.data() + offset, src.data(), n)) << offset << " " << n;
+      EXPECT_EQ(dst[offset + n], 0xee) << "wrote past the end: " << offset << " " << n;
     }
   }
 }

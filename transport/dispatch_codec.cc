@@ -105,6 +105,45 @@ __attribute__((target("avx2"))) void SumBf16RowsAvx2(const uint16_t* const* rows
                                                      int64_t n, float* out_f32,
                                                      uint16_t* out_bf16) {
   int64_t i = 0;
+  // 16 values per step: interleaving a 256-bit load of BF16 values with zeros puts each value in
+  // the high half of a 32-bit lane, i.e. widens it exactly, in the order [0-3, 8-11] (lo) and
+  // [4-7, 12-15] (hi) within the two 128-bit halves; packing lo and hi back per half restores
+  // the natural order for a BF16 output, two cross-half permutes restore it for FP32.
+  const __m256i zero = _mm256_setzero_si256();
+  for (; i + 16 <= n; i += 16) {
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (int r = 0; r < count; ++r) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + i));
+      lo = _mm256_add_ps(lo, _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, v)));
+      hi = _mm256_add_ps(hi, _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, v)));
+    }
+    if (out_f32 != nullptr) {
+      const __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20);   // 0-3, 4-7
+      const __m256 second = _mm256_permute2f128_ps(lo, hi, 0x31);  // 8-11, 12-15
+      if constexpr (kStream) {
+        _mm256_stream_ps(out_f32 + i, first);
+        _mm256_stream_ps(out_f32 + i + 8, second);
+      } else {
+        _mm256_storeu_ps(out_f32 + i, first);
+        _mm256_storeu_ps(out_f32 + i + 8, second);
+      }
+    } else {
+      const __m256i packed = _mm256_packus_epi32(Bf16Bits8(_mm256_castps_si256(lo)),
+                                                 Bf16Bits8(_mm256_castps_si256(hi)));
+      if constexpr (kStream) {
+        if (reinterpret_cast<uintptr_t>(out_bf16 + i) % 32 == 0) {
+          _mm256_stream_si256(reinterpret_cast<__m256i*>(out_bf16 + i), packed);
+        } else {
+          _mm_stream_si128(reinterpret_cast<__m128i*>(out_bf16 + i),
+                           _mm256_castsi256_si128(packed));
+          _mm_stream_si128(reinterpret_cast<__m128i*>(out_bf16 + i + 8),
+                           _mm256_extracti128_si256(packed, 1));
+        }
+      } else {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_bf16 + i), packed);
+      }
+    }
+  }
   for (; i + 8 <= n; i += 8) {
     __m256 acc = _mm256_setzero_ps();
     for (int r = 0; r < count; ++r) acc = _mm256_add_ps(acc, Widen8(rows[r] + i));

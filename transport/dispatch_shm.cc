@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "transport/dispatch.h"
 #include "transport/dispatch_wire.h"
@@ -27,7 +28,14 @@ int64_t WithHeadroom(int64_t bytes) {
 }
 
 std::string Step(const char* phase, int64_t layer) {  // for errors only
-  return std::string(phase) + " layer " + std::to_string(layer) + " (shared memory)";
+  return ShmChannel::StepName(phase, layer);
+}
+
+// Peers that published an abandoned step (their own error): Cancelled naming them.
+Status AbandonedError(const char* phase, int64_t layer, int me, const std::vector<int>& ranks) {
+  return CancelledError(Step(phase, layer) + " on rank " + std::to_string(me) + ": " +
+                        RankList(ranks) + " abandoned the step (an error on " +
+                        (ranks.size() == 1 ? "that rank" : "those ranks") + ")");
 }
 
 // The combine area a call with at most `rows` rows per peer wants: every received row (this
@@ -67,13 +75,15 @@ Status Dispatcher::SetUpSharedMemory(Transport& t, int64_t layer, const Dispatch
     shm_world_ = n;
     shm_rank_ = me;
   }
-  if (!shm_broken_.empty()) return FailedPreconditionError(where() + ": " + shm_broken_);
-  if (shm_refused_) {
+  // Refused (every rank alike): the transport, or in kRequire an error on every call.
+  auto refused = [&] {
     if (options_.shared_memory != SharedMemoryMode::kRequire) return OkStatus();
     return FailedPreconditionError(
         where() + ": shared memory required (SWITCHYARD_DISPATCH_SHM=on) but not usable: " +
         shm_refused_why_);
-  }
+  };
+  if (!shm_broken_.empty()) return FailedPreconditionError(where() + ": " + shm_broken_);
+  if (shm_refused_) return refused();
   if (shm_ != nullptr && shm_want_slot_ == 0 && shm_want_combine_ == 0) return OkStatus();
   const int64_t cap = options_.max_shared_memory_bytes;
   int64_t slot = shm_want_slot_, combine = shm_want_combine_;
@@ -109,10 +119,7 @@ Status Dispatcher::SetUpSharedMemory(Transport& t, int64_t layer, const Dispatch
   if (shm_ == nullptr) {
     shm_refused_ = true;
     shm_refused_why_ = why;
-    if (options_.shared_memory == SharedMemoryMode::kRequire) {
-      return FailedPreconditionError(
-          where() + ": shared memory required (SWITCHYARD_DISPATCH_SHM=on) but not usable: " + why);
-    }
+    return refused();
   }
   return OkStatus();
 }
@@ -161,11 +168,7 @@ Status Dispatcher::ShmExchange(Transport& t, int64_t layer, const DispatchLayout
     most_rows = std::max(most_rows, std::clamp<int64_t>(w[kMaxRows], 0, cap));
   }
   largest = std::min(largest, cap);
-  if (!abandoned.empty()) {
-    return CancelledError(Step("dispatch", layer) + " on rank " + std::to_string(me) + ": " +
-                          RankList(abandoned) + " abandoned the step (an error on " +
-                          (abandoned.size() == 1 ? "that rank" : "those ranks") + ")");
-  }
+  if (!abandoned.empty()) return AbandonedError("dispatch", layer, me, abandoned);
   if (!fits) {
     // The transport moves this call; the next Dispatch rebuilds the channel to fit it, when the
     // cap leaves room to grow (every rank computes the same).
@@ -280,9 +283,7 @@ Status Dispatcher::ShmCombine(const Transport& t, const float* row_out, const ui
   }
   if (!abandoned.empty()) {
     ShmCombineDone();
-    return CancelledError(Step("combine", layer_) + " on rank " + std::to_string(me) + ": " +
-                          RankList(abandoned) + " abandoned the step (an error on " +
-                          (abandoned.size() == 1 ? "that rank" : "those ranks") + ")");
+    return AbandonedError("combine", layer_, me, abandoned);
   }
   if (!disagree.empty()) {
     ShmCombineDone();

@@ -28,6 +28,10 @@ void CpuRelax() {
 
 }  // namespace
 
+std::string ShmChannel::StepName(const char* phase, int64_t layer) {
+  return std::string(phase) + " layer " + std::to_string(layer) + " (shared memory)";
+}
+
 int64_t ShmChannel::SlotsOffset(int world_size) {
   const int64_t table = PeerMemory::kReservedBytes + kNumLines * kLineBytes;
   return RoundUp(table + 8 * (world_size + 1), kPage);
@@ -122,9 +126,7 @@ Status ShmChannel::WaitAll(Line line, uint64_t seq, Deadline deadline, const cha
                            int64_t layer, const Transport& t, int64_t* words) const {
   const int n = world_size(), me = rank();
   const auto started = TransportClock::now();
-  auto what = [phase, layer] {  // for errors only
-    return std::string(phase) + " layer " + std::to_string(layer) + " (shared memory)";
-  };
+  auto what = [phase, layer] { return StepName(phase, layer); };  // for errors only
   auto past_error = [&](const std::vector<int>& past) {
     return CancelledError(what() + " on rank " + std::to_string(me) + ": " +
                           (past.size() == 1 ? "rank " : "ranks ") +

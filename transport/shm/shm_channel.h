@@ -52,6 +52,9 @@ class ShmChannel {
                                                       int64_t max_segment_bytes, Deadline deadline,
                                                       std::string* why_not);
 
+  // "dispatch layer 3 (shared memory)": how errors of this path name a step.
+  static std::string StepName(const char* phase, int64_t layer);
+
   // The slot and combine sizes Create gives for these wishes (rounded up to 4 KiB, capped), for
   // callers that decide whether a rebuild could grow the channel at all.
   static void CappedSizes(int world_size, int64_t max_segment_bytes, int64_t* slot,

@@ -12,10 +12,12 @@
 //   decode  one token against weights far larger than the caches (copies cycled so that no call
 //           finds its weights in L3): K=4096 x M=32768 and DeepSeek-V3 expert projections
 //           [2048, 7168] / [7168, 2048]; ratio = FP4 bytes streamed per second / stream bandwidth.
-//           The weight copies are placed on transparent huge pages (madvise; --no-hugepages: the
-//           allocator's 4 KiB pages). --decode-reps N (default 5) repetitions of 3 timed passes,
-//           the stream re-measured before each: the ratio printed is the best repetition's and
-//           the median repetition's against the best stream of the whole case.
+//           The weights sit where the engine puts them: the huge-page arena
+//           (common/huge_page_arena.h; --no-hugepages: the ordinary heap, 4 KiB pages).
+//           --decode-reps N (default 5) repetitions of 3 timed passes over the copies. Two ratios:
+//           the best and the median repetition against the best stream of the whole case (the
+//           stream re-measured before each repetition), and, paired, every pass against the faster
+//           of the two 256 MB huge-page reads right before and after it (median and best).
 //   grouped every expert's gate_up -> SwiGLU -> down through cpu::Fp4GroupedMlp at MoE shapes and
 //           1..512 tokens per expert; ratio = FLOP/s (6·tokens·hidden·inter per expert) / peak.
 // --json prints only one JSON line per case (with the baselines in each line).
@@ -34,6 +36,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "common/huge_page_arena.h"
 #include "common/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/fp4_gemm.h"
@@ -151,26 +154,9 @@ struct Context {
   cpu::Fp4Activations act;
   double stream, peak;
   bool json;
-  double core_peak = 0;   // one core, by thread CPU time (CorePeakCpuGflops)
-  int decode_reps = 5;    // --decode-reps
-  bool hugepages = true;  // decode weight copies on transparent huge pages (--no-hugepages: off)
+  double core_peak = 0;  // one core, by thread CPU time (CorePeakCpuGflops)
+  int decode_reps = 5;   // --decode-reps
 };
-
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25  // Linux 6.1+; older kernels answer EINVAL (the pages stay 4 KiB)
-#endif
-constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
-
-// Asks for transparent huge pages on the 2 MiB-aligned interior of [p, p + n) (THP "madvise"
-// mode); collapse: also collapse pages already touched (synchronous). Best effort: the bench
-// reports how much memory ended up on huge pages (HugePageMb).
-void AdviseHugePages(const void* p, size_t n, bool collapse) {
-  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + kHugePage - 1) & ~(kHugePage - 1);
-  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) & ~(kHugePage - 1);
-  if (e <= b) return;
-  madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);
-  if (collapse) madvise(reinterpret_cast<void*>(b), e - b, MADV_COLLAPSE);
-}
 
 // This process's anonymous memory on transparent huge pages (MB; -1 if unknown).
 double HugePageMb() {
@@ -186,90 +172,58 @@ double HugePageMb() {
   return mb;
 }
 
-// A copy of `src` whose codes and scales sit on huge pages where the kernel grants them (the
-// buffers are advised before they are filled, then collapsed).
-cpu::Fp4Weight HugePageCopy(const cpu::Fp4Weight& src) {
-  cpu::Fp4Weight w;
-  w.format = src.format;
-  w.rows = src.rows;
-  w.cols = src.cols;
-  w.padded_cols = src.padded_cols;
-  w.global_scale = src.global_scale;
-  w.packed.reserve(src.packed.size());
-  w.scales.reserve(src.scales.size());
-  AdviseHugePages(w.packed.data(), w.packed.capacity(), false);
-  AdviseHugePages(w.scales.data(), w.scales.capacity(), false);
-  w.packed.assign(src.packed.begin(), src.packed.end());
-  w.scales.assign(src.scales.begin(), src.scales.end());
-  AdviseHugePages(w.packed.data(), w.packed.size(), true);
-  AdviseHugePages(w.scales.data(), w.scales.size(), true);
-  return w;
+// The median of v (sorted in place); 0 for none.
+double Median(std::vector<double>* v) {
+  if (v->empty()) return 0;
+  std::sort(v->begin(), v->end());
+  return (*v)[v->size() / 2];
 }
-
-// bench::StreamReadGBs over a 1 GiB buffer on huge pages (same read, same threads, best of 5).
-// Used with the 4 KiB one as max(both): the decode weights may sit on huge pages, so their
-// baseline must have had the chance too.
-double StreamReadHugeGBs(int64_t bytes = int64_t{1} << 30) {
-  const int64_t n = bytes / static_cast<int64_t>(sizeof(float));
-  float* a = static_cast<float*>(std::aligned_alloc(kHugePage, bytes));
-  if (a == nullptr) return 0;
-  AdviseHugePages(a, bytes, false);
-  std::fill(a, a + n, 1.0f);
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2");
-  double best = 0;
-  float sink = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const double t0 = bench::Now();
-    float total = 0;
-#pragma omp parallel reduction(+ : total)
-    {
-      const int64_t threads = omp_get_num_threads(), id = omp_get_thread_num();
-      const int64_t begin = n * id / threads, end = n * (id + 1) / threads;
-      total += avx2 ? bench::SumAvx2(a + begin, end - begin)
-                    : bench::SumPortable(a + begin, end - begin);
-    }
-    best = std::max(best, static_cast<double>(bytes) / (bench::Now() - t0) / 1e9);
-    sink += total;
-  }
-  std::free(a);
-  return sink < 0 ? 0 : best;
-}
-
-// The stream baseline: the better of the plain read and the huge-page read.
-double StreamBaselineGBs() { return std::max(bench::StreamReadGBs(), StreamReadHugeGBs()); }
 
 void Decode(Context& ctx, int64_t rows, int64_t cols) {
   const std::vector<float> w = RandomMatrix(rows * cols, rows + cols);
+  // The weights as the engine holds them: the huge-page arena (common/huge_page_arena.h), or the
+  // ordinary heap with --no-hugepages (SWITCHYARD_HUGEPAGES=off).
   auto q = cpu::QuantizeFp4(w.data(), rows, cols, ctx.format, "bench");
   if (!q.ok()) std::abort();
   // Enough copies that a pass reads >= 256 MB: every call streams its weights from memory.
   const int64_t copies = std::max<int64_t>(2, (int64_t{256} << 20) / q->Bytes() + 1);
   const double huge_before = HugePageMb();
-  std::vector<cpu::Fp4Weight> ws;
-  ws.reserve(copies);
-  for (int64_t c = 0; c < copies; ++c) ws.push_back(ctx.hugepages ? HugePageCopy(*q) : *q);
+  std::vector<cpu::Fp4Weight> ws(copies, *q);
   const double weight_mb = copies * q->Bytes() / 1048576.0;
   const double huge_mb = std::clamp(HugePageMb() - huge_before, 0.0, weight_mb);
   const std::vector<float> x = RandomMatrix(cols, 7);
   std::vector<float> y(rows);
-  // The machine's load changes within a run: the baseline is measured again before every
-  // repetition and the best stream seen so far is kept (never a weaker baseline than at
-  // start-up); every repetition's ratio is taken against the best stream of the whole case.
-  std::vector<double> rep_gbs;
+  // Paired baseline: a read of 256 MB on huge pages right before and right after every timed
+  // pass (about as long as the pass); the pass is compared with the faster of its two neighbours,
+  // so a busy moment weakens both sides alike.
+  const int64_t adjacent_bytes = int64_t{256} << 20;
+  float* adjacent = bench::HugePageFloats(adjacent_bytes);
+  const int64_t adjacent_n = adjacent_bytes / static_cast<int64_t>(sizeof(float));
+  // The machine's load changes within a run: the full baseline is also measured again before
+  // every repetition and the best stream seen so far is kept (never a weaker baseline than at
+  // start-up); every repetition's best pass is taken against the best stream of the whole case.
+  std::vector<double> rep_gbs, paired, adjacent_gbs;
   double stream_lo = 1e30;  // the lowest re-measurement in this case (how busy it got)
   for (int rep = 0; rep < ctx.decode_reps; ++rep) {
-    const double stream = StreamBaselineGBs();
+    const double stream = bench::StreamBaselineGBs();
     stream_lo = std::min(stream_lo, stream);
     ctx.stream = std::max(ctx.stream, stream);
-    double best = 1e30;
-    for (int pass = 0; pass < 4; ++pass) {
+    double best = 1e30, before = bench::ReadOnceGBs(adjacent, adjacent_n);
+    for (int pass = 0; pass < 4; ++pass) {  // pass 0 warms up
       const double t0 = bench::Now();
       for (const auto& wc : ws) cpu::Fp4MatMulTransB(x.data(), 1, wc, y.data(), ctx.act);
-      if (pass > 0) best = std::min(best, (bench::Now() - t0) / copies);
+      const double seconds = (bench::Now() - t0) / copies;
+      const double after = bench::ReadOnceGBs(adjacent, adjacent_n);
+      if (pass > 0) {
+        best = std::min(best, seconds);
+        paired.push_back(q->Bytes() / seconds / 1e9 / std::max(before, after));
+        adjacent_gbs.push_back(std::max(before, after));
+      }
+      before = after;
     }
     rep_gbs.push_back(q->Bytes() / best / 1e9);
   }
+  std::free(adjacent);
   const double blas = BestSeconds(
       [&] {
         cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, w.data(), cols, x.data(), 1,
@@ -279,26 +233,32 @@ void Decode(Context& ctx, int64_t rows, int64_t cols) {
   std::sort(rep_gbs.begin(), rep_gbs.end());
   const double gbs = rep_gbs.back(), median = rep_gbs[rep_gbs.size() / 2];
   const double best = q->Bytes() / gbs / 1e9;
+  const double paired_best = *std::max_element(paired.begin(), paired.end());
+  const double paired_median = Median(&paired), adjacent_median = Median(&adjacent_gbs);
   if (!ctx.json) {
     std::printf(
         "decode  [%6lld x %5lld]  fp4 %7.3f ms  %5.1f GB/s = %.2f of stream (median of %d: "
-        "%.2f; stream %.1f, lowest re-read %.1f GB/s) | OpenBLAS fp32 %7.3f ms (%.1fx) | huge "
+        "%.2f; stream %.1f, lowest re-read %.1f GB/s) | paired: %.2f of the adjacent reads "
+        "(median of %zu; best %.2f; adjacent %.1f GB/s) | OpenBLAS fp32 %7.3f ms (%.1fx) | huge "
         "pages %.0f of %.0f MB\n",
         static_cast<long long>(rows), static_cast<long long>(cols), best * 1e3, gbs,
-        gbs / ctx.stream, ctx.decode_reps, median / ctx.stream, ctx.stream, stream_lo, blas * 1e3,
-        blas / best, huge_mb, weight_mb);
+        gbs / ctx.stream, ctx.decode_reps, median / ctx.stream, ctx.stream, stream_lo,
+        paired_median, paired.size(), paired_best, adjacent_median, blas * 1e3, blas / best,
+        huge_mb, weight_mb);
   }
   std::printf(
       "{\"bench\": \"fp4_decode\", \"format\": \"%s\", \"act\": \"%s\", \"tokens\": 1, "
       "\"rows\": %lld, \"cols\": %lld, \"fp4_ms\": %.4f, \"weight_GBps\": %.2f, "
       "\"stream_GBps\": %.2f, \"of_stream\": %.3f, \"reps\": %d, \"of_stream_median\": %.3f, "
-      "\"of_stream_worst\": %.3f, \"stream_lowest_GBps\": %.2f, \"hugepage_MB\": %.0f, "
-      "\"weight_MB\": %.0f, "
+      "\"of_stream_worst\": %.3f, \"stream_lowest_GBps\": %.2f, \"of_adjacent_median\": %.3f, "
+      "\"of_adjacent_best\": %.3f, \"adjacent_GBps_median\": %.2f, \"paired_passes\": %zu, "
+      "\"hugepage_MB\": %.0f, \"weight_MB\": %.0f, "
       "\"openblas_fp32_ms\": %.4f, \"speedup_vs_openblas_fp32\": %.2f}\n",
       cpu::Fp4FormatName(ctx.format), cpu::Fp4ActivationsName(ctx.act),
       static_cast<long long>(rows), static_cast<long long>(cols), best * 1e3, gbs, ctx.stream,
       gbs / ctx.stream, ctx.decode_reps, median / ctx.stream, rep_gbs.front() / ctx.stream,
-      stream_lo, huge_mb, weight_mb, blas * 1e3, blas / best);
+      stream_lo, paired_median, paired_best, adjacent_median, paired.size(), huge_mb, weight_mb,
+      blas * 1e3, blas / best);
   std::fflush(stdout);
 }
 
@@ -427,7 +387,7 @@ int main(int argc, char** argv) {
       }
       ctx.decode_reps = static_cast<int>(reps);
     } else if (arg == "--no-hugepages") {
-      ctx.hugepages = false;
+      SetHugePageArenaEnabled(false);
     } else {
       std::fprintf(stderr,
                    "usage: bench_fp4 [--format nvfp4|mxfp4] [--act int8|f32] [--json] "
@@ -436,7 +396,7 @@ int main(int argc, char** argv) {
     }
   }
   SetComputeThreads(0);
-  ctx.stream = StreamBaselineGBs();
+  ctx.stream = bench::StreamBaselineGBs();
   ctx.peak = FmaPeakGflops();
   ctx.core_peak = CorePeakCpuGflops();
   if (!ctx.json) {

@@ -10,10 +10,21 @@
 #include <string>
 #include <vector>
 
+#include "common/huge_page_arena.h"
+
 namespace switchyard {
 
-struct AlignedFree {
-  void operator()(float* p) const { std::free(p); }
+// Frees a Tensor's buffer: from the huge-page arena (arena_bytes: the size asked for), or
+// std::free.
+struct TensorFree {
+  size_t arena_bytes = 0;
+  void operator()(float* p) const {
+    if (arena_bytes > 0) {
+      HugePageFree(p, arena_bytes);
+    } else {
+      std::free(p);
+    }
+  }
 };
 
 class Tensor {
@@ -26,19 +37,25 @@ class Tensor {
   static Tensor Uninitialized(std::vector<int64_t> shape) {
     return Tensor(std::move(shape), false);
   }
+  // Uninitialised, in the huge-page arena (common/huge_page_arena.h): for weights that stay
+  // resident and are streamed every decode step. Not for short-lived buffers: the arena does not
+  // reuse a freed buffer's space until its whole chunk is free.
+  static Tensor UninitializedWeights(std::vector<int64_t> shape) {
+    return Tensor(std::move(shape), false, /*arena=*/true);
+  }
   Tensor(Tensor&&) = default;
   Tensor& operator=(Tensor&&) = default;
 
  private:
-  Tensor(std::vector<int64_t> shape, bool zero) : shape_(std::move(shape)) {
+  Tensor(std::vector<int64_t> shape, bool zero, bool arena = false) : shape_(std::move(shape)) {
     size_ = 1;
     for (int64_t d : shape_) size_ *= d;
     if (size_ > 0) {
       size_t bytes = (static_cast<size_t>(size_) * sizeof(float) + 63) / 64 * 64;
-      float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      float* p = static_cast<float*>(arena ? HugePageAlloc(bytes) : std::aligned_alloc(64, bytes));
       if (p == nullptr) throw std::bad_alloc();
       if (zero) std::memset(p, 0, bytes);
-      data_.reset(p);
+      data_ = std::unique_ptr<float, TensorFree>(p, TensorFree{arena ? bytes : 0});
     }
   }
 
@@ -61,7 +78,7 @@ class Tensor {
  private:
   std::vector<int64_t> shape_;
   int64_t size_ = 0;
-  std::unique_ptr<float, AlignedFree> data_;
+  std::unique_ptr<float, TensorFree> data_;
 };
 
 }  // namespace switchyard

@@ -24,7 +24,8 @@ std::function<void(uint8_t*, uint64_t)> CopyBytes(const uint8_t* src) {
   return [src](uint8_t* out, uint64_t bytes) { std::memcpy(out, src, bytes); };
 }
 
-std::function<void(uint8_t*, uint64_t)> ShareBytes(std::shared_ptr<std::vector<uint8_t>> data) {
+template <class Bytes>
+std::function<void(uint8_t*, uint64_t)> ShareBytes(std::shared_ptr<Bytes> data) {
   return [data](uint8_t* out, uint64_t bytes) { std::memcpy(out, data->data(), bytes); };
 }
 
@@ -96,8 +97,8 @@ Status QuantizeCheckpoint(const std::string& in_dir, const std::string& out_dir,
       ASSIGN_OR_RETURN(cpu::Fp4Weight q,
                        cpu::QuantizeFp4(w.data(), info.shape[0], info.shape[1], fp4, info.name));
       const std::string prefix = info.name.substr(0, info.name.size() - 7);  // drop ".weight"
-      auto packed = std::make_shared<std::vector<uint8_t>>(std::move(q.packed));
-      auto scales = std::make_shared<std::vector<uint8_t>>(std::move(q.scales));
+      auto packed = std::make_shared<HugePageBytes>(std::move(q.packed));
+      auto scales = std::make_shared<HugePageBytes>(std::move(q.scales));
       out.push_back({info.name, DType::kU8, {q.rows, q.cols / 2}, ShareBytes(packed)});
       out.push_back({prefix + ".weight_scale",
                      fp4 == cpu::Fp4Format::kNvFp4 ? DType::kF8E4M3 : DType::kF8E8M0,

@@ -273,11 +273,8 @@ cpu::Fp4Weight ReadFp4(const WeightSpec& spec, const Checkpoint::Entry& weight,
   w.rows = spec.shape[0];
   w.cols = w.padded_cols = spec.shape[1];
   const uint8_t* packed = weight.file->Data(*weight.info);
-  cpu::ReserveHugePages(&w.packed,
-                        weight.info->end - weight.info->begin);  // before the first touch
   w.packed.assign(packed, packed + (weight.info->end - weight.info->begin));
   const uint8_t* scales = parts.scale.file->Data(*parts.scale.info);
-  cpu::ReserveHugePages(&w.scales, parts.scale.info->end - parts.scale.info->begin);
   w.scales.assign(scales, scales + (parts.scale.info->end - parts.scale.info->begin));
   if (parts.scale_2.file != nullptr) {
     std::memcpy(&w.global_scale, parts.scale_2.file->Data(*parts.scale_2.info), 4);
@@ -541,7 +538,11 @@ StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string& dir,
         progress.Update(done_bytes, static_cast<int64_t>(i + 1));
         continue;
       }
-      Tensor t = Tensor::Uninitialized(slots[i].spec.shape);
+      const bool quantize = slots[i].spec.kind == WeightSpec::Kind::kExpertLinear &&
+                            selection.expert_format != ExpertFormat::kF32;
+      // Kept weights go to the huge-page arena; a tensor about to be quantized is temporary.
+      Tensor t = quantize ? Tensor::Uninitialized(slots[i].spec.shape)
+                          : Tensor::UninitializedWeights(slots[i].spec.shape);
       if (fp8_parts[i].scale.file != nullptr) {
         Status st = DequantizeFp8(slots[i].spec, entries[i], fp8_parts[i], t.data());
         if (!st.ok()) return st.WithContext("checkpoint '" + dir + "'");
@@ -550,8 +551,7 @@ StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string& dir,
         ConvertToF32(entries[i].file->Data(info), info.dtype, info.NumElements(), t.data());
       }
       entries[i].file->Release(info);
-      if (slots[i].spec.kind == WeightSpec::Kind::kExpertLinear &&
-          selection.expert_format != ExpertFormat::kF32) {
+      if (quantize) {
         const auto format = selection.expert_format == ExpertFormat::kNvFp4
                                 ? cpu::Fp4Format::kNvFp4
                                 : cpu::Fp4Format::kMxFp4;

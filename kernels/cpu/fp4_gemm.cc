@@ -2,7 +2,6 @@
 
 #include <immintrin.h>
 #include <omp.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
@@ -89,27 +88,6 @@ int Fp4BlockSize(Fp4Format format) {
 
 bool Fp4MatMulUsesAvx2() { return HasAvx2(); }
 
-void ReserveHugePages(std::vector<uint8_t>* v, size_t n) {
-  v->reserve(n);
-#ifdef MADV_HUGEPAGE
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  if (n >= 2 * kHuge) {
-    const uintptr_t b = (reinterpret_cast<uintptr_t>(v->data()) + kHuge - 1) & ~(kHuge - 1);
-    const uintptr_t e = (reinterpret_cast<uintptr_t>(v->data()) + n) & ~(kHuge - 1);
-    if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);  // advice only
-  }
-#endif
-}
-
-namespace {
-
-void AssignZerosHugePages(std::vector<uint8_t>* v, size_t n) {
-  ReserveHugePages(v, n);
-  v->assign(n, 0);
-}
-
-}  // namespace
-
 StatusOr<Fp4Weight> QuantizeFp4(const float* w, int64_t rows, int64_t cols, Fp4Format format,
                                 const std::string& name) {
   if (rows < 0 || cols <= 0) {
@@ -134,8 +112,8 @@ StatusOr<Fp4Weight> QuantizeFp4(const float* w, int64_t rows, int64_t cols, Fp4F
   out.rows = rows;
   out.cols = cols;
   out.padded_cols = (cols + block - 1) / block * block;
-  AssignZerosHugePages(&out.packed, rows * out.padded_cols / 2);
-  AssignZerosHugePages(&out.scales, rows * (out.padded_cols / block));
+  out.packed.assign(rows * out.padded_cols / 2, 0);
+  out.scales.assign(rows * (out.padded_cols / block), 0);
   if (format == Fp4Format::kNvFp4) out.global_scale = fp4::NvFp4GlobalScale(amax);
   std::vector<float> row(out.padded_cols, 0.0f);
   for (int64_t r = 0; r < rows; ++r) {

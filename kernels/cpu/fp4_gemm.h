@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "common/huge_page_arena.h"
 #include "common/status.h"
 
 namespace switchyard::cpu {
@@ -33,9 +34,10 @@ int Fp4BlockSize(Fp4Format format);  // 16 or 32
 struct Fp4Weight {
   Fp4Format format = Fp4Format::kNvFp4;
   int64_t rows = 0, cols = 0, padded_cols = 0;
-  std::vector<uint8_t> packed;  // [rows, padded_cols / 2]
-  std::vector<uint8_t> scales;  // [rows, padded_cols / block]
-  float global_scale = 1.0f;    // NVFP4 only
+  // On transparent huge pages (common/huge_page_arena.h): decode streams every byte.
+  HugePageBytes packed;       // [rows, padded_cols / 2]
+  HugePageBytes scales;       // [rows, padded_cols / block]
+  float global_scale = 1.0f;  // NVFP4 only
   int64_t Bytes() const { return static_cast<int64_t>(packed.size() + scales.size()); }
 };
 
@@ -73,14 +75,5 @@ void Fp4MatMulTransBSerial(const float* x, int64_t m, const Fp4Weight& w, float*
 void Fp4MatMulTransBReference(const float* x, int64_t m, const Fp4Weight& w, float* y,
                               Fp4Activations act);
 bool Fp4MatMulUsesAvx2();
-
-// Reserves n bytes in `v` (empty, or its contents may move) and asks for transparent huge pages on
-// the reserved block's 2 MiB-aligned interior (buffers of 4 MiB and more; THP "madvise" mode; a
-// no-op where THP is off), before the caller fills it. One-token decode streams every weight byte
-// from memory, and on 4 KiB pages each page costs a TLB miss (a nested page walk in a VM):
-// bench_fp4 read 5-10% more FP4 bytes per second from huge pages. Best effort: memory the
-// allocator hands back already touched stays on 4 KiB pages. Used for FP4 codes and scales,
-// quantized at load (QuantizeFp4) or read from a checkpoint. Thread-safe for distinct vectors.
-void ReserveHugePages(std::vector<uint8_t>* v, size_t n);
 
 }  // namespace switchyard::cpu

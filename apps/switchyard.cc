@@ -384,7 +384,7 @@ int RunPlace(const PlaceFlags& flags) {
 }  // namespace switchyard
 
 int main(int argc, char** argv) {
-  switchyard::PreferPassiveOpenMpWait(argv);
+  switchyard::ApplyOpenMpWaitPolicy(argv);
   using namespace switchyard;
   CLI::App app{"Switchyard: a runtime for serving Mixture-of-Experts language models"};
   app.set_version_flag("--version", kVersion);

@@ -65,7 +65,7 @@ constexpr const char* kBenchConfig = R"({
 }  // namespace
 
 int main(int argc, char** argv) {
-  switchyard::PreferPassiveOpenMpWait(argv);
+  switchyard::ApplyOpenMpWaitPolicy(argv);
   std::string model_dir;
   std::vector<int> batches = {1, 8};
   int steps = 16, prompt_len = 128;

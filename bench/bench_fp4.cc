@@ -355,7 +355,7 @@ void Grouped(Context& ctx, const GroupedCase& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  PreferPassiveOpenMpWait(argv);
+  ApplyOpenMpWaitPolicy(argv);
   Context ctx{cpu::Fp4Format::kNvFp4, cpu::DefaultFp4Activations(), 0, 0, false};
   bool quick = false, prefill = false, decode = false;
   for (int i = 1; i < argc; ++i) {

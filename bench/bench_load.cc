@@ -42,7 +42,7 @@ double MemcpyGBs() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  switchyard::PreferPassiveOpenMpWait(argv);
+  switchyard::ApplyOpenMpWaitPolicy(argv);
   double gb = 2.0;
   std::string dtype_name = "f32";
   std::string dir = (std::filesystem::temp_directory_path() / "switchyard_bench_ckpt").string();

@@ -3,7 +3,9 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <string>
 
 namespace switchyard {
 
@@ -17,11 +19,47 @@ void SetComputeThreads(int n) {
 
 int ComputeThreads() { return omp_get_max_threads(); }
 
-void PreferPassiveOpenMpWait(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+StatusOr<int64_t> ParseOmpSpin(const std::string& text) {
+  if (text.empty() || text == "off" || text == "0") return int64_t{0};
+  if (text == "on") return kOmpSpinOn;
+  int64_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9' || n > 100000000) {
+      return InvalidArgumentError("SWITCHYARD_OMP_SPIN='" + text +
+                                  "': expected off, on or a spin count 1..1000000000");
+    }
+    n = n * 10 + (c - '0');
+  }
+  if (n > 1000000000) {
+    return InvalidArgumentError("SWITCHYARD_OMP_SPIN='" + text +
+                                "': expected off, on or a spin count 1..1000000000");
+  }
+  return n;
+}
+
+void ApplyOpenMpWaitPolicy(char** argv) {
+  bool set_policy = false, set_spin = false;
+  const bool final_image = std::getenv("OMP_WAIT_POLICY") != nullptr;  // no re-exec from here on
+  if (!final_image) {
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    set_policy = true;
+  }
+  const char* spin_env = std::getenv("SWITCHYARD_OMP_SPIN");
+  if (spin_env != nullptr && std::getenv("GOMP_SPINCOUNT") == nullptr) {
+    auto spin = ParseOmpSpin(spin_env);
+    if (!spin.ok()) {
+      if (final_image) {
+        std::fprintf(stderr, "switchyard: %s; idle OpenMP threads sleep at once\n",
+                     spin.status().message().c_str());
+      }
+    } else if (*spin > 0 && setenv("GOMP_SPINCOUNT", std::to_string(*spin).c_str(), 1) == 0) {
+      set_spin = true;
+    }
+  }
+  if (!set_policy && !set_spin) return;
   execv("/proc/self/exe", argv);
-  unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on as we were
+  if (set_policy) unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on as we were
+  if (set_spin) unsetenv("GOMP_SPINCOUNT");
 }
 
 }  // namespace switchyard

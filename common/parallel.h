@@ -2,17 +2,35 @@
 // many threads they use (RuntimeConfig::num_threads).
 #pragma once
 
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
 namespace switchyard {
 
 // n <= 0 selects all online cores. Not thread-safe: call at start-up.
 void SetComputeThreads(int n);
 int ComputeThreads();
 
-// Call first thing in main(). OpenMP reads OMP_WAIT_POLICY only at start-up, and its default
-// (spin before sleeping) made decode 2-4x slower on the 2-vCPU machines we measured (idle threads
-// spinning steal the core the main thread needs between parallel regions; docs/PERFORMANCE.md).
-// If the variable is unset, this sets it to "passive" and re-executes the program with the same
-// arguments; if it is set (a user's choice) or the exec fails, it returns and nothing changes.
-void PreferPassiveOpenMpWait(char** argv);
+// How long an idle OpenMP thread spins before it sleeps, from SWITCHYARD_OMP_SPIN: "off" (or
+// unset, or "0"): 0, sleep at once; "on": kOmpSpinOn; a count 1..1e9: that many spin iterations
+// (libgomp's GOMP_SPINCOUNT; libgomp estimates ~100 per microsecond). Anything else is
+// InvalidArgument naming the text.
+inline constexpr int64_t kOmpSpinOn = 10000;
+StatusOr<int64_t> ParseOmpSpin(const std::string& text);
+
+// Call first thing in main(). OpenMP reads its wait policy only at start-up. Unless the user set
+// them: OMP_WAIT_POLICY becomes "passive", and GOMP_SPINCOUNT the SWITCHYARD_OMP_SPIN count when it
+// is not 0; if anything changed, the program re-executes itself with the same arguments (if the
+// exec fails it returns and nothing changes; an invalid SWITCHYARD_OMP_SPIN is reported on stderr
+// and treated as off).
+// Why: with the default (spin ~3 ms before sleeping) and any other busy process or rank on the
+// same cores, idle threads spinning steal the cores that the work needs: two engines sharing 2
+// vCPUs decoded at 5 tok/s instead of 300 (docs/PERFORMANCE.md, "OpenMP wait policy"). Sleeping at
+// once costs ~20 us per parallel region (the futex wake-up of an idle vCPU), which is why a process
+// that has its cores to itself (one rank per socket or per pinned core set) decodes up to 2x faster
+// with SWITCHYARD_OMP_SPIN=on: opt-in, since nothing here can tell whether the cores are shared.
+void ApplyOpenMpWaitPolicy(char** argv);
 
 }  // namespace switchyard

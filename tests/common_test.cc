@@ -5,6 +5,7 @@
 
 #include "common/dtype.h"
 #include "common/logging.h"
+#include "common/parallel.h"
 #include "common/runtime_config.h"
 #include "common/status.h"
 
@@ -78,6 +79,21 @@ TEST(RuntimeConfigTest, YamlEnvPrecedenceAndErrors) {
   EXPECT_NE(level.message().find("log_level 'loud'"), std::string::npos);
   Status syntax = ParseRuntimeConfigYaml("a: [1,\n", "t.yaml", &config);
   EXPECT_NE(syntax.message().find("t.yaml: invalid YAML"), std::string::npos);
+}
+
+TEST(ParallelTest, ParsesOmpSpin) {
+  EXPECT_EQ(*ParseOmpSpin(""), 0);
+  EXPECT_EQ(*ParseOmpSpin("off"), 0);
+  EXPECT_EQ(*ParseOmpSpin("0"), 0);
+  EXPECT_EQ(*ParseOmpSpin("on"), kOmpSpinOn);
+  EXPECT_EQ(*ParseOmpSpin("2500"), 2500);
+  EXPECT_EQ(*ParseOmpSpin("1000000000"), 1000000000);
+  for (const char* bad : {"yes", "-1", "1e4", "1000000001", "99999999999999999999", " 10"}) {
+    auto r = ParseOmpSpin(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find(std::string("'") + bad + "'"), std::string::npos)
+        << r.status().message();
+  }
 }
 
 TEST(LoggingTest, ParsesLevels) {

@@ -20,6 +20,7 @@
 #include "apps/output_file.h"
 #include "apps/serve_command.h"
 #include "common/file_util.h"
+#include "common/huge_page_arena.h"
 #include "common/logging.h"
 #include "common/npy.h"
 #include "common/parallel.h"
@@ -384,8 +385,11 @@ int RunPlace(const PlaceFlags& flags) {
 }  // namespace switchyard
 
 int main(int argc, char** argv) {
-  switchyard::ApplyOpenMpWaitPolicy(argv);
   using namespace switchyard;
+  if (Status st = ApplyOpenMpWaitPolicy(argv); !st.ok()) return Fail(st);
+  if (const char* hp = std::getenv("SWITCHYARD_HUGEPAGES"); hp != nullptr) {
+    if (auto on = ParseHugePages(hp); !on.ok()) return Fail(on.status());
+  }
   CLI::App app{"Switchyard: a runtime for serving Mixture-of-Experts language models"};
   app.set_version_flag("--version", kVersion);
   app.require_subcommand(1);

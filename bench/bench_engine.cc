@@ -65,7 +65,10 @@ constexpr const char* kBenchConfig = R"({
 }  // namespace
 
 int main(int argc, char** argv) {
-  switchyard::ApplyOpenMpWaitPolicy(argv);
+  if (auto st = switchyard::ApplyOpenMpWaitPolicy(argv); !st.ok()) {
+    std::fprintf(stderr, "%s\n", st.ToString().c_str());
+    return 2;
+  }
   std::string model_dir;
   std::vector<int> batches = {1, 8};
   int steps = 16, prompt_len = 128;

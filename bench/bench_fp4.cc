@@ -355,7 +355,10 @@ void Grouped(Context& ctx, const GroupedCase& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  ApplyOpenMpWaitPolicy(argv);
+  if (auto st = ApplyOpenMpWaitPolicy(argv); !st.ok()) {
+    std::fprintf(stderr, "%s\n", st.ToString().c_str());
+    return 2;
+  }
   Context ctx{cpu::Fp4Format::kNvFp4, cpu::DefaultFp4Activations(), 0, 0, false};
   bool quick = false, prefill = false, decode = false;
   for (int i = 1; i < argc; ++i) {

@@ -42,7 +42,10 @@ double MemcpyGBs() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  switchyard::ApplyOpenMpWaitPolicy(argv);
+  if (auto st = switchyard::ApplyOpenMpWaitPolicy(argv); !st.ok()) {
+    std::fprintf(stderr, "%s\n", st.ToString().c_str());
+    return 2;
+  }
   double gb = 2.0;
   std::string dtype_name = "f32";
   std::string dir = (std::filesystem::temp_directory_path() / "switchyard_bench_ckpt").string();

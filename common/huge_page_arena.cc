@@ -63,16 +63,21 @@ std::atomic<int> g_enabled{-1};  // -1: not yet read from the environment
 bool EnabledFromEnv() {
   const char* env = std::getenv("SWITCHYARD_HUGEPAGES");
   if (env == nullptr) return true;
-  const std::string v = env;
-  if (v == "off" || v == "0" || v == "false") return false;
-  if (v != "on" && v != "1" && v != "true") {
-    LOG_WARN("memory", "SWITCHYARD_HUGEPAGES=%s is not on|off; huge-page arena stays on",
-             v.c_str());
+  auto on = ParseHugePages(env);
+  if (!on.ok()) {
+    LOG_WARN("memory", "%s; the huge-page arena stays on", on.status().message().c_str());
+    return true;
   }
-  return true;
+  return *on;
 }
 
 }  // namespace
+
+StatusOr<bool> ParseHugePages(const std::string& text) {
+  if (text == "on" || text == "1" || text == "true") return true;
+  if (text == "off" || text == "0" || text == "false") return false;
+  return InvalidArgumentError("SWITCHYARD_HUGEPAGES='" + text + "': expected on or off");
+}
 
 bool HugePageArenaEnabled() {
   int e = g_enabled.load(std::memory_order_acquire);

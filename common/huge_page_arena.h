@@ -26,7 +26,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <string>
 #include <vector>
+
+#include "common/status.h"
 
 namespace switchyard {
 
@@ -35,6 +38,10 @@ inline constexpr size_t kHugePageArenaMinBytes = size_t{64} << 10;
 void* HugePageAlloc(size_t bytes);
 void HugePageFree(void* p, size_t bytes) noexcept;
 
+// "on" | "1" | "true" -> true, "off" | "0" | "false" -> false; anything else is InvalidArgument
+// naming the text (SWITCHYARD_HUGEPAGES: the binaries refuse it at start-up; read lazily here, an
+// invalid value logs a warning and keeps the arena on).
+StatusOr<bool> ParseHugePages(const std::string& text);
 bool HugePageArenaEnabled();
 void SetHugePageArenaEnabled(bool enabled);
 

@@ -3,7 +3,6 @@
 #include <omp.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -37,29 +36,26 @@ StatusOr<int64_t> ParseOmpSpin(const std::string& text) {
   return n;
 }
 
-void ApplyOpenMpWaitPolicy(char** argv) {
+Status ApplyOpenMpWaitPolicy(char** argv) {
+  int64_t spin = 0;
+  const char* spin_env = std::getenv("SWITCHYARD_OMP_SPIN");
+  if (spin_env != nullptr) {
+    ASSIGN_OR_RETURN(spin, ParseOmpSpin(spin_env));
+  }
   bool set_policy = false, set_spin = false;
-  const bool final_image = std::getenv("OMP_WAIT_POLICY") != nullptr;  // no re-exec from here on
-  if (!final_image) {
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return OkStatus();
     set_policy = true;
   }
-  const char* spin_env = std::getenv("SWITCHYARD_OMP_SPIN");
-  if (spin_env != nullptr && std::getenv("GOMP_SPINCOUNT") == nullptr) {
-    auto spin = ParseOmpSpin(spin_env);
-    if (!spin.ok()) {
-      if (final_image) {
-        std::fprintf(stderr, "switchyard: %s; idle OpenMP threads sleep at once\n",
-                     spin.status().message().c_str());
-      }
-    } else if (*spin > 0 && setenv("GOMP_SPINCOUNT", std::to_string(*spin).c_str(), 1) == 0) {
-      set_spin = true;
-    }
+  if (spin > 0 && std::getenv("GOMP_SPINCOUNT") == nullptr &&
+      setenv("GOMP_SPINCOUNT", std::to_string(spin).c_str(), 1) == 0) {
+    set_spin = true;
   }
-  if (!set_policy && !set_spin) return;
+  if (!set_policy && !set_spin) return OkStatus();
   execv("/proc/self/exe", argv);
   if (set_policy) unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on as we were
   if (set_spin) unsetenv("GOMP_SPINCOUNT");
+  return OkStatus();
 }
 
 }  // namespace switchyard

@@ -23,14 +23,15 @@ StatusOr<int64_t> ParseOmpSpin(const std::string& text);
 // Call first thing in main(). OpenMP reads its wait policy only at start-up. Unless the user set
 // them: OMP_WAIT_POLICY becomes "passive", and GOMP_SPINCOUNT the SWITCHYARD_OMP_SPIN count when it
 // is not 0; if anything changed, the program re-executes itself with the same arguments (if the
-// exec fails it returns and nothing changes; an invalid SWITCHYARD_OMP_SPIN is reported on stderr
-// and treated as off).
+// exec fails it returns OK and nothing changes). An invalid SWITCHYARD_OMP_SPIN is returned as
+// InvalidArgument (the caller exits) before anything changes.
 // Why: with the default (spin ~3 ms before sleeping) and any other busy process or rank on the
 // same cores, idle threads spinning steal the cores that the work needs: two engines sharing 2
 // vCPUs decoded at 5 tok/s instead of 300 (docs/PERFORMANCE.md, "OpenMP wait policy"). Sleeping at
-// once costs ~20 us per parallel region (the futex wake-up of an idle vCPU), which is why a process
-// that has its cores to itself (one rank per socket or per pinned core set) decodes up to 2x faster
-// with SWITCHYARD_OMP_SPIN=on: opt-in, since nothing here can tell whether the cores are shared.
-void ApplyOpenMpWaitPolicy(char** argv);
+// once costs ~20 us per parallel region (the futex wake-up of an idle vCPU), which is why a
+// process that has its cores to itself (one rank per socket or per pinned core set) decodes up to
+// 2x faster with SWITCHYARD_OMP_SPIN=on: opt-in, since nothing here can tell whether the cores
+// are shared.
+Status ApplyOpenMpWaitPolicy(char** argv);
 
 }  // namespace switchyard

@@ -27,7 +27,8 @@ namespace {
 // Runtime settings the test does not choose are cleared from the child's environment.
 constexpr const char* kCleanEnv =
     "env -u SWITCHYARD_LOG_LEVEL -u SWITCHYARD_NUM_THREADS -u SWITCHYARD_MAX_SEQ_LEN "
-    "-u SWITCHYARD_MAX_BATCH_TOKENS ";
+    "-u SWITCHYARD_MAX_BATCH_TOKENS -u SWITCHYARD_OMP_SPIN -u SWITCHYARD_HUGEPAGES -u "
+    "GOMP_SPINCOUNT ";
 
 struct Result {
   int rc = -1;
@@ -212,6 +213,28 @@ TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
   ExpectCliError(
       Run("generate --model " + Fixture() + " --prompt-ids 1", "SWITCHYARD_MAX_SEQ_LEN=x"),
       "SWITCHYARD_MAX_SEQ_LEN");
+  ExpectCliError(
+      Run("generate --model " + Fixture() + " --prompt-ids 1", "SWITCHYARD_OMP_SPIN=lots"),
+      "SWITCHYARD_OMP_SPIN='lots'");
+  ExpectCliError(
+      Run("generate --model " + Fixture() + " --prompt-ids 1", "SWITCHYARD_HUGEPAGES=maybe"),
+      "SWITCHYARD_HUGEPAGES='maybe'");
+}
+
+// The OpenMP spin (a re-exec with GOMP_SPINCOUNT) and where weights live change speed only.
+TEST_F(CliTest, SpinAndHugePagesKeepTheTokens) {
+  const std::string args =
+      "generate --model " + Fixture() +
+      " --prompt-ids 1,2,3 --max-new-tokens 6 --ignore-eos --expert-format nvfp4";
+  const Result base = Run(args);
+  ASSERT_EQ(base.rc, 0) << base.err;
+  for (const char* env :
+       {"SWITCHYARD_OMP_SPIN=on", "SWITCHYARD_OMP_SPIN=2000 SWITCHYARD_HUGEPAGES=off",
+        "SWITCHYARD_HUGEPAGES=on SWITCHYARD_OMP_SPIN=off"}) {
+    const Result r = Run(args, env);
+    ASSERT_EQ(r.rc, 0) << env << ": " << r.err;
+    EXPECT_EQ(r.out, base.out) << env;
+  }
 }
 
 TEST_F(CliTest, MakeDefaultModelThenInfo) {

@@ -15,7 +15,7 @@
 //           The weights sit where the engine puts them: the huge-page arena
 //           (common/huge_page_arena.h; --no-hugepages: the ordinary heap, 4 KiB pages).
 //           --decode-reps N (default 5) repetitions of 3 timed passes over the copies. Two ratios:
-//           the best and the median repetition against the best stream of the whole case (the
+//           the best and the median repetition against the best stream seen so far in the run (the
 //           stream re-measured before each repetition), and, paired, every pass against the faster
 //           of the two 256 MB huge-page reads right before and after it (median and best).
 //   grouped every expert's gate_up -> SwiGLU -> down through cpu::Fp4GroupedMlp at MoE shapes and
@@ -201,7 +201,8 @@ void Decode(Context& ctx, int64_t rows, int64_t cols) {
   const int64_t adjacent_n = adjacent_bytes / static_cast<int64_t>(sizeof(float));
   // The machine's load changes within a run: the full baseline is also measured again before
   // every repetition and the best stream seen so far is kept (never a weaker baseline than at
-  // start-up); every repetition's best pass is taken against the best stream of the whole case.
+  // start-up); every repetition's best pass is taken against the best stream seen so far in the
+  // run (start-up, earlier cases and this one).
   std::vector<double> rep_gbs, paired, adjacent_gbs;
   double stream_lo = 1e30;  // the lowest re-measurement in this case (how busy it got)
   for (int rep = 0; rep < ctx.decode_reps; ++rep) {

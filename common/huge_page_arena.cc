@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <string>
@@ -25,8 +26,9 @@ size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 struct Chunk {
   uint8_t* base = nullptr;
   size_t size = 0;
-  size_t used = 0;   // bump offset
-  int64_t live = 0;  // buffers not yet freed
+  size_t used = 0;                 // bump offset
+  int64_t live = 0;                // buffers not yet freed
+  std::map<size_t, size_t> holes;  // freed [offset, end) below `used`, coalesced
 };
 
 struct Arena {
@@ -56,6 +58,54 @@ uint8_t* MapChunk(size_t size) {
   madvise(p, size, MADV_HUGEPAGE);  // advice only: a no-op where THP is "never"
 #endif
   return static_cast<uint8_t*>(p);
+}
+
+// Gives the memory of the whole 2 MiB pages inside [begin, end) (offsets in c) back to the
+// kernel; the next touch faults in zeroed pages. Partial pages stay: they may hold live bytes.
+void ReleasePages(const Chunk& c, size_t begin, size_t end) {
+  const size_t b = RoundUp(begin, kHugePage), e = end / kHugePage * kHugePage;
+  if (e > b) madvise(c.base + b, e - b, MADV_DONTNEED);
+}
+
+// Marks [off, off + len) of c free: merged with the free space around it, handed back to the bump
+// allocator when it reaches `used`, and its whole pages released, so that freed weights do not
+// stay resident while other buffers keep the chunk.
+void FreeRange(Chunk* c, size_t off, size_t len) {
+  size_t begin = off, end = off + len;
+  auto next = c->holes.lower_bound(begin);
+  if (next != c->holes.end() && next->first == end) {
+    end = next->second;
+    next = c->holes.erase(next);
+  }
+  if (next != c->holes.begin()) {
+    auto prev = std::prev(next);
+    if (prev->second == begin) {
+      begin = prev->first;
+      c->holes.erase(prev);
+    }
+  }
+  if (end == c->used) {  // nothing live from `begin` on: the bump frontier moves back
+    ReleasePages(*c, begin, std::min(c->size, RoundUp(c->used, kHugePage)));
+    c->used = begin;
+  } else {
+    c->holes.emplace(begin, end);
+    ReleasePages(*c, begin, end);
+  }
+}
+
+// A new chunk of `size` bytes in the arena's table (a.mu held); throws std::bad_alloc.
+Chunk* NewChunk(Arena& a, size_t size) {
+  uint8_t* base = MapChunk(size);
+  if (base == nullptr) throw std::bad_alloc();
+  try {
+    Chunk* c = &a.chunks[reinterpret_cast<uintptr_t>(base)];
+    c->base = base;
+    c->size = size;
+    return c;
+  } catch (...) {
+    munmap(base, size);
+    throw;
+  }
 }
 
 std::atomic<int> g_enabled{-1};  // -1: not yet read from the environment
@@ -103,17 +153,10 @@ void* HugePageAlloc(size_t bytes) {
   std::lock_guard<std::mutex> lock(a.mu);
   Chunk* c = nullptr;
   if (need > kChunkBytes / 2) {
-    const size_t size = RoundUp(need, kHugePage);
-    uint8_t* base = MapChunk(size);
-    if (base == nullptr) throw std::bad_alloc();
-    c = &a.chunks[reinterpret_cast<uintptr_t>(base)];
-    *c = Chunk{base, size, 0, 0};
+    c = NewChunk(a, RoundUp(need, kHugePage));
   } else {
     if (a.current == nullptr || a.current->size - a.current->used < need) {
-      uint8_t* base = MapChunk(kChunkBytes);
-      if (base == nullptr) throw std::bad_alloc();
-      a.current = &a.chunks[reinterpret_cast<uintptr_t>(base)];
-      *a.current = Chunk{base, kChunkBytes, 0, 0};
+      a.current = NewChunk(a, kChunkBytes);
     }
     c = a.current;
   }
@@ -138,13 +181,10 @@ void HugePageFree(void* p, size_t bytes) noexcept {
       if (addr < it->first + c.size) {
         a.live_bytes -= static_cast<int64_t>(RoundUp(bytes, kAlign));
         --a.live_buffers;
-        if (--c.live == 0) {
-          if (&c == a.current) {
-            c.used = 0;  // the newest chunk stays mapped for the next buffers
-          } else {
-            munmap(c.base, c.size);
-            a.chunks.erase(it);
-          }
+        FreeRange(&c, addr - it->first, RoundUp(bytes, kAlign));
+        if (--c.live == 0 && &c != a.current) {  // the newest chunk stays mapped for reuse
+          munmap(c.base, c.size);
+          a.chunks.erase(it);
         }
         return;
       }

@@ -6,14 +6,18 @@
 // pages, so a buffer from malloc keeps its unaligned head and tail (up to 4 MiB, most of an expert
 // weight's scales) on 4 KiB pages, and rounding every buffer up to 2 MiB would waste up to half of
 // a small one. The arena instead packs buffers back to back (64-byte aligned) into 2 MiB-aligned
-// chunks of at least 64 MiB that are advised for huge pages before anything touches them: the
-// only memory off huge pages is the untouched rest of the newest chunk.
+// 64 MiB chunks (a buffer over 32 MiB gets a chunk of its own, its size rounded up to 2 MiB) that
+// are advised for huge pages before anything touches them. Buffers under 64 KiB stay on the heap.
 //
 // Contract:
 // - HugePageAlloc(bytes) returns 64-byte-aligned memory (uninitialised) or throws std::bad_alloc;
 //   HugePageFree(p, bytes) takes back exactly what one HugePageAlloc returned, with the same
-//   size. A chunk is unmapped once every buffer in it is freed (buffers that live together
-//   should be allocated together: a long-lived buffer pins its chunk).
+//   size. Freed space is not handed out again until it reaches the end of its chunk's used part
+//   (then the chunk carries on from there) or the chunk empties; meanwhile its whole 2 MiB pages
+//   are given back to the kernel (MADV_DONTNEED), so freed buffers do not stay resident. A chunk
+//   is unmapped once every buffer in it is freed, except the newest, which stays mapped (its
+//   pages released) for the next buffers. A request that does not fit the rest of the newest
+//   chunk starts a new one; the rest is never touched (address space, not memory).
 // - Buffers under kHugePageArenaMinBytes, and every buffer while the arena is disabled, come from
 //   the ordinary heap; HugePageFree tells the two apart by address, so disabling the arena while
 //   buffers are live is safe.

@@ -42,18 +42,17 @@ Status ApplyOpenMpWaitPolicy(char** argv) {
   if (spin_env != nullptr) {
     ASSIGN_OR_RETURN(spin, ParseOmpSpin(spin_env));
   }
-  bool set_policy = false, set_spin = false;
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return OkStatus();
-    set_policy = true;
-  }
+  // A user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins (after our own re-exec both are set, or the
+  // spin is 0, so nothing changes a second time).
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return OkStatus();
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return OkStatus();
+  bool set_spin = false;
   if (spin > 0 && std::getenv("GOMP_SPINCOUNT") == nullptr &&
       setenv("GOMP_SPINCOUNT", std::to_string(spin).c_str(), 1) == 0) {
     set_spin = true;
   }
-  if (!set_policy && !set_spin) return OkStatus();
   execv("/proc/self/exe", argv);
-  if (set_policy) unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on as we were
+  unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on as we were
   if (set_spin) unsetenv("GOMP_SPINCOUNT");
   return OkStatus();
 }

@@ -21,10 +21,11 @@ inline constexpr int64_t kOmpSpinOn = 10000;
 StatusOr<int64_t> ParseOmpSpin(const std::string& text);
 
 // Call first thing in main(). OpenMP reads its wait policy only at start-up. Unless the user set
-// them: OMP_WAIT_POLICY becomes "passive", and GOMP_SPINCOUNT the SWITCHYARD_OMP_SPIN count when it
-// is not 0; if anything changed, the program re-executes itself with the same arguments (if the
-// exec fails it returns OK and nothing changes). An invalid SWITCHYARD_OMP_SPIN is returned as
-// InvalidArgument (the caller exits) before anything changes.
+// OMP_WAIT_POLICY (then nothing changes): OMP_WAIT_POLICY becomes "passive", GOMP_SPINCOUNT (unless
+// set) the SWITCHYARD_OMP_SPIN count when it is not 0, and the program re-executes itself with the
+// same arguments (if the exec fails it returns OK and nothing changes). libgomp reads
+// GOMP_SPINCOUNT; other OpenMP runtimes ignore it (the spin is then off). An invalid
+// SWITCHYARD_OMP_SPIN is returned as InvalidArgument (the caller exits) before anything changes.
 // Why: with the default (spin ~3 ms before sleeping) and any other busy process or rank on the
 // same cores, idle threads spinning steal the cores that the work needs: two engines sharing 2
 // vCPUs decoded at 5 tok/s instead of 300 (docs/PERFORMANCE.md, "OpenMP wait policy"). Sleeping at

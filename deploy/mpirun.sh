@@ -85,7 +85,9 @@ fi
 [ -n "$out" ] && out_args+=(--out "$out")
 # Shared memory between the ranks of this machine, loopback for TCP; 2 cores may host more ranks.
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_rmaps_base_oversubscribe=1
-export OMPI_MCA_mpi_yield_when_idle=1 OMP_WAIT_POLICY=passive
+# (OpenMP threads sleep when idle: the binaries set OMP_WAIT_POLICY=passive themselves, and
+# SWITCHYARD_OMP_SPIN=on makes them spin briefly first; only for ranks with cores of their own.)
+export OMPI_MCA_mpi_yield_when_idle=1
 # UCX between ranks of one machine: shared memory, loopback TCP (override to use the network).
 export UCX_TLS=${UCX_TLS:-self,sm,tcp} UCX_NET_DEVICES=${UCX_NET_DEVICES:-lo}
 mpi_root=()

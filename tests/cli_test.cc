@@ -221,16 +221,17 @@ TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
       "SWITCHYARD_HUGEPAGES='maybe'");
 }
 
-// The OpenMP spin (a re-exec with GOMP_SPINCOUNT) and where weights live change speed only.
+// Smoke test: the OpenMP spin (a re-exec that sets GOMP_SPINCOUNT; ctest's OMP_WAIT_POLICY is
+// dropped so that it happens) and where weights live change speed only, never the tokens.
 TEST_F(CliTest, SpinAndHugePagesKeepTheTokens) {
   const std::string args =
       "generate --model " + Fixture() +
       " --prompt-ids 1,2,3 --max-new-tokens 6 --ignore-eos --expert-format nvfp4";
   const Result base = Run(args);
   ASSERT_EQ(base.rc, 0) << base.err;
-  for (const char* env :
-       {"SWITCHYARD_OMP_SPIN=on", "SWITCHYARD_OMP_SPIN=2000 SWITCHYARD_HUGEPAGES=off",
-        "SWITCHYARD_HUGEPAGES=on SWITCHYARD_OMP_SPIN=off"}) {
+  for (const char* env : {"-u OMP_WAIT_POLICY SWITCHYARD_OMP_SPIN=on",
+                          "-u OMP_WAIT_POLICY SWITCHYARD_OMP_SPIN=2000 SWITCHYARD_HUGEPAGES=off",
+                          "SWITCHYARD_HUGEPAGES=on SWITCHYARD_OMP_SPIN=off"}) {
     const Result r = Run(args, env);
     ASSERT_EQ(r.rc, 0) << env << ": " << r.err;
     EXPECT_EQ(r.out, base.out) << env;

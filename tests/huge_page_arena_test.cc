@@ -2,6 +2,7 @@
 #include "common/huge_page_arena.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <cstdint>
 #include <cstring>
@@ -25,8 +26,9 @@ std::string ThpMode() {
   return b == std::string::npos || e == std::string::npos ? "" : text.substr(b + 1, e - b - 1);
 }
 
-// "THPeligible" of the mapping that holds p (/proc/self/smaps): 1 or 0; -1 if not reported.
-int ThpEligible(const void* p) {
+// Whether the mapping that holds p carries the MADV_HUGEPAGE flag ("hg" in VmFlags of
+// /proc/self/smaps): 1 or 0; -1 if not reported.
+int AdvisedHugePages(const void* p) {
   std::ifstream f("/proc/self/smaps");
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   bool inside = false;
@@ -38,13 +40,33 @@ int ThpEligible(const void* p) {
       inside = lo <= a && a < hi;
       continue;
     }
-    int v = 0;
-    if (inside && std::sscanf(line.c_str(), "THPeligible: %d", &v) == 1) return v;
+    if (inside && line.rfind("VmFlags:", 0) == 0) {
+      std::istringstream flags(line.substr(8));
+      for (std::string flag; flags >> flag;) {
+        if (flag == "hg") return 1;
+      }
+      return 0;
+    }
   }
   return -1;
 }
 
-TEST(HugePageArena, SmallBuffersComeFromTheHeap) {
+// Resident 4 KiB pages of [p, p + n) (p 4 KiB-aligned), by mincore.
+size_t ResidentPages(const uint8_t* p, size_t n) {
+  std::vector<unsigned char> vec((n + 4095) / 4096);
+  if (mincore(const_cast<uint8_t*>(p), n, vec.data()) != 0) return SIZE_MAX;
+  size_t resident = 0;
+  for (unsigned char v : vec) resident += v & 1;
+  return resident;
+}
+
+// Every test starts with the arena on, whatever SWITCHYARD_HUGEPAGES says.
+class HugePageArena : public ::testing::Test {
+ protected:
+  void SetUp() override { SetHugePageArenaEnabled(true); }
+};
+
+TEST_F(HugePageArena, SmallBuffersComeFromTheHeap) {
   const HugePageArenaStats before = GetHugePageArenaStats();
   void* p = HugePageAlloc(kHugePageArenaMinBytes - 1);
   EXPECT_TRUE(Aligned64(p));
@@ -54,7 +76,7 @@ TEST(HugePageArena, SmallBuffersComeFromTheHeap) {
   EXPECT_EQ(GetHugePageArenaStats().live_bytes, before.live_bytes);
 }
 
-TEST(HugePageArena, PacksBuffersBackToBackOnHugePages) {
+TEST_F(HugePageArena, PacksBuffersBackToBackOnHugePages) {
   const HugePageArenaStats before = GetHugePageArenaStats();
   const size_t n = 100 * 1024 + 3;  // not a multiple of 64: the next buffer starts aligned
   std::vector<uint8_t*> bufs;
@@ -71,11 +93,10 @@ TEST(HugePageArena, PacksBuffersBackToBackOnHugePages) {
   const HugePageArenaStats mid = GetHugePageArenaStats();
   EXPECT_EQ(mid.live_buffers, before.live_buffers + 4);
   EXPECT_EQ(mid.live_bytes, before.live_bytes + 4 * static_cast<int64_t>(stride));
-  const std::string mode = ThpMode();
-  if (mode == "always" || mode == "madvise") {
-    const int eligible = ThpEligible(bufs[0]);
-    if (eligible >= 0) {
-      EXPECT_EQ(eligible, 1) << "the chunk is not advised for huge pages";
+  if (!ThpMode().empty()) {  // the kernel has transparent huge pages
+    const int advised = AdvisedHugePages(bufs[0]);
+    if (advised >= 0) {
+      EXPECT_EQ(advised, 1) << "the chunk is not advised for huge pages";
     }
   }
   for (uint8_t* p : bufs) HugePageFree(p, n);
@@ -83,7 +104,7 @@ TEST(HugePageArena, PacksBuffersBackToBackOnHugePages) {
   EXPECT_EQ(GetHugePageArenaStats().live_bytes, before.live_bytes);
 }
 
-TEST(HugePageArena, TheNewestChunkIsReusedOnceEmpty) {
+TEST_F(HugePageArena, TheNewestChunkIsReusedOnceEmpty) {
   const size_t n = 1 << 20;
   void* first = HugePageAlloc(n);
   HugePageFree(first, n);
@@ -94,7 +115,7 @@ TEST(HugePageArena, TheNewestChunkIsReusedOnceEmpty) {
   HugePageFree(again, n);
 }
 
-TEST(HugePageArena, LargeBuffersGetTheirOwnChunkAndGiveItBack) {
+TEST_F(HugePageArena, LargeBuffersGetTheirOwnChunkAndGiveItBack) {
   const HugePageArenaStats before = GetHugePageArenaStats();
   const size_t n = (size_t{40} << 20) + 12345;
   uint8_t* p = static_cast<uint8_t*>(HugePageAlloc(n));
@@ -110,7 +131,7 @@ TEST(HugePageArena, LargeBuffersGetTheirOwnChunkAndGiveItBack) {
   EXPECT_EQ(after.mapped_bytes, before.mapped_bytes);
 }
 
-TEST(HugePageArena, AFullChunkIsUnmappedWhenItsLastBufferGoes) {
+TEST_F(HugePageArena, AFullChunkIsUnmappedWhenItsLastBufferGoes) {
   const HugePageArenaStats before = GetHugePageArenaStats();
   // 3 x 30 MiB: two fill one 64 MiB chunk, the third starts another.
   const size_t n = size_t{30} << 20;
@@ -123,7 +144,33 @@ TEST(HugePageArena, AFullChunkIsUnmappedWhenItsLastBufferGoes) {
   EXPECT_EQ(after.live_buffers, before.live_buffers);
 }
 
-TEST(HugePageArena, DisablingKeepsLiveBuffersValid) {
+TEST_F(HugePageArena, FreedSpaceIsReleasedAndReusedAtTheFrontier) {
+  const size_t small = size_t{1} << 20, big = size_t{6} << 20;
+  auto* keep = static_cast<uint8_t*>(HugePageAlloc(small));
+  auto* hole = static_cast<uint8_t*>(HugePageAlloc(big));
+  auto* last = static_cast<uint8_t*>(HugePageAlloc(small));
+  std::memset(keep, 1, small);
+  std::memset(hole, 2, big);
+  std::memset(last, 3, small);
+  // The whole 2 MiB pages inside `hole` (at least 2 of its 6 MiB).
+  const size_t huge = size_t{2} << 20;
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(hole) + huge - 1) / huge * huge;
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(hole) + big) / huge * huge;
+  ASSERT_GE(e - b, 2 * huge);
+  const auto* inner = reinterpret_cast<const uint8_t*>(b);
+  ASSERT_EQ(ResidentPages(inner, e - b), (e - b) / 4096) << "touched pages are resident";
+  HugePageFree(hole, big);  // a hole between two live buffers
+  EXPECT_EQ(ResidentPages(inner, e - b), 0u) << "a freed buffer's whole pages are released";
+  EXPECT_EQ(keep[small - 1], 1);
+  EXPECT_EQ(last[0], 3) << "the neighbours keep their bytes";
+  HugePageFree(last, small);  // the hole now reaches the frontier: the chunk carries on from it
+  void* again = HugePageAlloc(small);
+  EXPECT_EQ(again, hole) << "freed space at the end of the used part is handed out again";
+  HugePageFree(again, small);
+  HugePageFree(keep, small);
+}
+
+TEST_F(HugePageArena, DisablingKeepsLiveBuffersValid) {
   const HugePageArenaStats before = GetHugePageArenaStats();
   const size_t n = 256 * 1024;
   void* arena = HugePageAlloc(n);
@@ -138,13 +185,13 @@ TEST(HugePageArena, DisablingKeepsLiveBuffersValid) {
   EXPECT_EQ(GetHugePageArenaStats().live_buffers, before.live_buffers);
 }
 
-TEST(HugePageArena, ImpossibleSizesThrow) {
+TEST_F(HugePageArena, ImpossibleSizesThrow) {
   EXPECT_THROW(HugePageAlloc(SIZE_MAX - 10), std::bad_alloc);
   HugePageAllocator<uint64_t> a;
   EXPECT_THROW(a.allocate(SIZE_MAX / 4), std::bad_alloc);
 }
 
-TEST(HugePageArena, VectorsCopyMoveAndCompare) {
+TEST_F(HugePageArena, VectorsCopyMoveAndCompare) {
   HugePageBytes a(300 * 1024);
   for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>(i * 7);
   HugePageBytes b = a;
@@ -158,7 +205,7 @@ TEST(HugePageArena, VectorsCopyMoveAndCompare) {
   EXPECT_EQ(c, HugePageBytes(10, 1));
 }
 
-TEST(HugePageArena, ThreadsAllocateAndFreeConcurrently) {
+TEST_F(HugePageArena, ThreadsAllocateAndFreeConcurrently) {
   const HugePageArenaStats before = GetHugePageArenaStats();
   std::vector<std::thread> threads;
   std::vector<int> bad(4, 0);

@@ -79,8 +79,23 @@ echo "launch_mpirun_test: $runs distributed runs reproduce the single-process to
 # coordinator, the workers meet through its rendezvous.
 if [ "$ucx_built" = 1 ]; then
   model="$src/tests/oracle/fixtures/qwen3_moe"
-  port=$((20000 + $$ % 20000))
-  cat > "$work/ucx.yaml" <<YAML
+  "$bin" run --model "$model" --requests "$work/req.jsonl" --out "$work/ref.jsonl" 2>/dev/null
+  export UCX_TLS=self,sm,tcp UCX_NET_DEVICES=lo
+  # The control port must be fixed up front (no MPI to broadcast it): one that binds now, below
+  # the ephemeral range; if something takes it before the coordinator listens, try another.
+  for attempt in 1 2 3; do
+    port=$(python3 -c '
+import random, socket
+for _ in range(500):
+    p = random.randint(20000, 32000)
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", p))
+        except OSError:
+            continue
+    print(p)
+    break')
+    cat > "$work/ucx.yaml" <<YAML
 cluster:
   model: $model
   workers: 2
@@ -88,16 +103,22 @@ cluster:
   control_port: $port
   register_timeout_ms: 30000
 YAML
-  "$bin" run --model "$model" --requests "$work/req.jsonl" --out "$work/ref.jsonl" 2>/dev/null
-  export UCX_TLS=self,sm,tcp UCX_NET_DEVICES=lo
-  timeout 60 "$bin" coordinator --config "$work/ucx.yaml" --requests "$work/req.jsonl" \
-    --out "$work/ucx.jsonl" 2>"$work/ucx.log" &
-  coord=$!
-  timeout 60 "$bin" worker --config "$work/ucx.yaml" 2>>"$work/ucx.log" &
-  w1=$!
-  timeout 60 "$bin" worker --config "$work/ucx.yaml" 2>>"$work/ucx.log" &
-  w2=$!
-  wait "$coord" && wait "$w1" && wait "$w2" || { cat "$work/ucx.log" >&2; fail "ucx run without MPI failed"; }
+    timeout 60 "$bin" coordinator --config "$work/ucx.yaml" --requests "$work/req.jsonl" \
+      --out "$work/ucx.jsonl" 2>"$work/ucx.log" &
+    coord=$!
+    timeout 60 "$bin" worker --config "$work/ucx.yaml" 2>>"$work/ucx.log" &
+    w1=$!
+    timeout 60 "$bin" worker --config "$work/ucx.yaml" 2>>"$work/ucx.log" &
+    w2=$!
+    ok=1
+    wait "$coord" || { ok=0; kill "$w1" "$w2" 2>/dev/null || true; }
+    wait "$w1" || ok=0
+    wait "$w2" || ok=0
+    [ "$ok" = 1 ] && break
+    grep -q "Address already in use" "$work/ucx.log" && [ "$attempt" -lt 3 ] && continue
+    cat "$work/ucx.log" >&2
+    fail "ucx run without MPI failed"
+  done
   diff <(tokens "$work/ref.jsonl") <(tokens "$work/ucx.jsonl") >&2 ||
     fail "ucx without MPI: tokens differ from the single-process engine"
   echo "launch_mpirun_test: ucx without MPI (workers ranked by the coordinator) reproduces the engine"

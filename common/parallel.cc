@@ -22,14 +22,15 @@ StatusOr<int64_t> ParseOmpSpin(const std::string& text) {
   if (text.empty() || text == "off" || text == "0") return int64_t{0};
   if (text == "on") return kOmpSpinOn;
   int64_t n = 0;
+  bool valid = true;
   for (char c : text) {
     if (c < '0' || c > '9' || n > 100000000) {
-      return InvalidArgumentError("SWITCHYARD_OMP_SPIN='" + text +
-                                  "': expected off, on or a spin count 1..1000000000");
+      valid = false;
+      break;
     }
     n = n * 10 + (c - '0');
   }
-  if (n > 1000000000) {
+  if (!valid || n > 1000000000) {
     return InvalidArgumentError("SWITCHYARD_OMP_SPIN='" + text +
                                 "': expected off, on or a spin count 1..1000000000");
   }

@@ -38,8 +38,8 @@ class Tensor {
     return Tensor(std::move(shape), false);
   }
   // Uninitialised, in the huge-page arena (common/huge_page_arena.h): for weights that stay
-  // resident and are streamed every decode step. Not for short-lived buffers: the arena does not
-  // reuse a freed buffer's space until its whole chunk is free.
+  // resident and are streamed every decode step. Not for short-lived buffers: the arena hands
+  // freed space out again only once it reaches the end of its chunk's used part.
   static Tensor UninitializedWeights(std::vector<int64_t> shape) {
     return Tensor(std::move(shape), false, /*arena=*/true);
   }

@@ -44,41 +44,6 @@ inline float SumPortable(const float* a, int64_t n) {
   return sum;
 }
 
-// Streaming read bandwidth (GB/s) over `bytes` (far larger than the caches) with all compute
-// threads, each reading its own contiguous part; best of 5 after a warm-up touch.
-inline double StreamReadGBs(int64_t bytes = int64_t{1} << 30) {
-  const int64_t n = bytes / static_cast<int64_t>(sizeof(float));
-  std::vector<float> a(n, 1.0f);
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2");
-  double best = 0;
-  float sink = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const double t0 = Now();
-    float total = 0;
-#pragma omp parallel reduction(+ : total)
-    {
-      const int64_t threads = omp_get_num_threads(), id = omp_get_thread_num();
-      const int64_t begin = n * id / threads, end = n * (id + 1) / threads;
-      total += avx2 ? SumAvx2(a.data() + begin, end - begin)
-                    : SumPortable(a.data() + begin, end - begin);
-    }
-    best = std::max(best, static_cast<double>(bytes) / (Now() - t0) / 1e9);
-    sink += total;
-  }
-  return sink < 0 ? 0 : best;
-}
-
-// A buffer of `bytes` (a multiple of 2 MiB) on 2 MiB pages where the kernel grants them (advised
-// before the first touch), filled with 1.0f; std::free it.
-inline float* HugePageFloats(int64_t bytes) {
-  float* a = static_cast<float*>(std::aligned_alloc(size_t{2} << 20, bytes));
-  if (a == nullptr) std::abort();
-  madvise(a, bytes, MADV_HUGEPAGE);
-  std::fill(a, a + bytes / static_cast<int64_t>(sizeof(float)), 1.0f);
-  return a;
-}
-
 // One read of [a, a + n) by all threads (each its own contiguous part), GB/s.
 inline double ReadOnceGBs(const float* a, int64_t n) {
   __builtin_cpu_init();
@@ -95,13 +60,34 @@ inline double ReadOnceGBs(const float* a, int64_t n) {
   return total < 0 ? 0 : gbs;  // the sum is used, so the reads are not optimised away
 }
 
+// Best of 5 ReadOnceGBs over [a, a + n).
+inline double BestReadGBs(const float* a, int64_t n) {
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) best = std::max(best, ReadOnceGBs(a, n));
+  return best;
+}
+
+// Streaming read bandwidth (GB/s) over `bytes` (far larger than the caches) with all compute
+// threads, each reading its own contiguous part; best of 5 after a warm-up touch.
+inline double StreamReadGBs(int64_t bytes = int64_t{1} << 30) {
+  const std::vector<float> a(bytes / static_cast<int64_t>(sizeof(float)), 1.0f);
+  return BestReadGBs(a.data(), static_cast<int64_t>(a.size()));
+}
+
+// A buffer of `bytes` (a multiple of 2 MiB) on 2 MiB pages where the kernel grants them (advised
+// before the first touch), filled with 1.0f; std::free it.
+inline float* HugePageFloats(int64_t bytes) {
+  float* a = static_cast<float*>(std::aligned_alloc(size_t{2} << 20, bytes));
+  if (a == nullptr) std::abort();
+  madvise(a, bytes, MADV_HUGEPAGE);
+  std::fill(a, a + bytes / static_cast<int64_t>(sizeof(float)), 1.0f);
+  return a;
+}
+
 // StreamReadGBs over a buffer on huge pages (same read, same threads, best of 5).
 inline double StreamReadHugeGBs(int64_t bytes = int64_t{1} << 30) {
   float* a = HugePageFloats(bytes);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    best = std::max(best, ReadOnceGBs(a, bytes / static_cast<int64_t>(sizeof(float))));
-  }
+  const double best = BestReadGBs(a, bytes / static_cast<int64_t>(sizeof(float)));
   std::free(a);
   return best;
 }
